@@ -1,0 +1,898 @@
+//! Configuration: built-in defaults < `config/default.toml` < `config/{APP_ENV}.toml`
+//! < optional `.env` < process environment.
+//!
+//! Every setting has one environment variable (the old Python service's names are kept:
+//! `MONGO_URL`, `DB_NAME`, `JWT_SECRET`, `PORT`). The table [`SETTINGS`] is the single
+//! list of them; the README's configuration table is checked against it by a test.
+//! Secrets (`MONGO_URL`'s password, `JWT_SECRET`) are wrapped so they never print.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::redact::MongoUrl;
+
+/// One configurable setting: its environment variable, its key in the TOML files,
+/// its default (as written in the README) and what it does.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// Environment variable name, e.g. `PORT`.
+    pub env: &'static str,
+    /// Dotted key in `config/*.toml`, e.g. `http.port`.
+    pub key: &'static str,
+    /// Default value as documented.
+    pub default: &'static str,
+    /// One-line description.
+    pub doc: &'static str,
+}
+
+/// Every setting the service reads. Keep in sync with [`RawSettings`] (a test checks it).
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        env: "APP_ENV",
+        key: "app_env",
+        default: "local",
+        doc: "Which config/{APP_ENV}.toml to layer over config/default.toml",
+    },
+    Setting {
+        env: "PORT",
+        key: "http.port",
+        default: "8001",
+        doc: "HTTP port (0 picks a free one)",
+    },
+    Setting {
+        env: "HOST",
+        key: "http.host",
+        default: "0.0.0.0",
+        doc: "Address to listen on",
+    },
+    Setting {
+        env: "HTTP_BODY_LIMIT_BYTES",
+        key: "http.body_limit_bytes",
+        default: "8388608",
+        doc: "Largest accepted request body (photos are base64); larger gets 413",
+    },
+    Setting {
+        env: "HTTP_SHUTDOWN_TIMEOUT_MS",
+        key: "http.shutdown_timeout_ms",
+        default: "10000",
+        doc: "How long in-flight requests may take to finish after SIGTERM",
+    },
+    Setting {
+        env: "CORS_ALLOWED_ORIGINS",
+        key: "http.cors_allowed_origins",
+        default: "*",
+        doc: "Comma-separated allowed origins; * allows every origin (with credentials), as the old service did",
+    },
+    Setting {
+        env: "MONGO_URL",
+        key: "mongo.url",
+        default: "mongodb://localhost:27017",
+        doc: "MongoDB connection string (secret: its password is never logged)",
+    },
+    Setting {
+        env: "DB_NAME",
+        key: "mongo.db_name",
+        default: "aila_db",
+        doc: "Database name",
+    },
+    Setting {
+        env: "MONGO_SERVER_SELECTION_TIMEOUT_MS",
+        key: "mongo.server_selection_timeout_ms",
+        default: "10000",
+        doc: "Driver server-selection timeout",
+    },
+    Setting {
+        env: "MONGO_CONNECT_TIMEOUT_MS",
+        key: "mongo.connect_timeout_ms",
+        default: "20000",
+        doc: "Driver connect timeout (also the heartbeat socket timeout)",
+    },
+    Setting {
+        env: "MONGO_MAX_POOL_SIZE",
+        key: "mongo.max_pool_size",
+        default: "50",
+        doc: "Connection pool maximum",
+    },
+    Setting {
+        env: "MONGO_MIN_POOL_SIZE",
+        key: "mongo.min_pool_size",
+        default: "10",
+        doc: "Connection pool minimum",
+    },
+    Setting {
+        env: "MONGO_RETRY_READS",
+        key: "mongo.retry_reads",
+        default: "true",
+        doc: "Driver retryable reads",
+    },
+    Setting {
+        env: "MONGO_RETRY_WRITES",
+        key: "mongo.retry_writes",
+        default: "true",
+        doc: "Driver retryable writes",
+    },
+    Setting {
+        env: "MONGO_HEARTBEAT_FREQ_MS",
+        key: "mongo.heartbeat_freq_ms",
+        default: "1000",
+        doc: "Driver heartbeat period (minimum 500): how fast a killed database is noticed",
+    },
+    Setting {
+        env: "MONGO_OPERATION_TIMEOUT_MS",
+        key: "mongo.operation_timeout_ms",
+        default: "5000",
+        doc: "Deadline of every database operation (the driver has no socket timeout)",
+    },
+    Setting {
+        env: "MONGO_PING_INTERVAL_MS",
+        key: "mongo.ping_interval_ms",
+        default: "5000",
+        doc: "Ping period while connected",
+    },
+    Setting {
+        env: "MONGO_PING_TIMEOUT_MS",
+        key: "mongo.ping_timeout_ms",
+        default: "2000",
+        doc: "Deadline of each ping",
+    },
+    Setting {
+        env: "BREAKER_FAILURE_THRESHOLD",
+        key: "breaker.failure_threshold",
+        default: "5",
+        doc: "Consecutive database failures that open the circuit breaker",
+    },
+    Setting {
+        env: "BREAKER_OPEN_INITIAL_MS",
+        key: "breaker.open_initial_ms",
+        default: "250",
+        doc: "First open period of the breaker",
+    },
+    Setting {
+        env: "BREAKER_OPEN_MAX_MS",
+        key: "breaker.open_max_ms",
+        default: "10000",
+        doc: "Longest open period (the period doubles, jittered, up to this)",
+    },
+    Setting {
+        env: "RECONNECT_INITIAL_MS",
+        key: "reconnect.initial_ms",
+        default: "100",
+        doc: "First delay between reconnect pings",
+    },
+    Setting {
+        env: "RECONNECT_MAX_MS",
+        key: "reconnect.max_ms",
+        default: "5000",
+        doc: "Longest delay between reconnect pings",
+    },
+    Setting {
+        env: "PREVIEW_SWEEP_INTERVAL_MS",
+        key: "preview.sweep_interval_ms",
+        default: "60000",
+        doc: "How often expired preview sessions are deleted (the TTL index does it where the server supports it)",
+    },
+    Setting {
+        env: "JWT_SECRET",
+        key: "auth.jwt_secret",
+        default: "(generated, ephemeral)",
+        doc: "HS256 secret for tokens (secret); unset: a random one, tokens die with the process",
+    },
+    Setting {
+        env: "LOG_FORMAT",
+        key: "log.format",
+        default: "text",
+        doc: "text or json (json carries trace_id and span_id)",
+    },
+    Setting {
+        env: "RUST_LOG",
+        key: "log.filter",
+        default: "info",
+        doc: "Log filter (tracing EnvFilter syntax)",
+    },
+    Setting {
+        env: "OTEL_EXPORTER_OTLP_ENDPOINT",
+        key: "otel.endpoint",
+        default: "http://localhost:4317",
+        doc: "OTLP gRPC endpoint for traces",
+    },
+    Setting {
+        env: "OTEL_SDK_DISABLED",
+        key: "otel.disabled",
+        default: "false",
+        doc: "true turns trace export off",
+    },
+    Setting {
+        env: "OTEL_SERVICE_NAME",
+        key: "otel.service_name",
+        default: "aila-api",
+        doc: "service.name resource attribute",
+    },
+];
+
+/// The settings as deserialised from all layers, before validation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    app_env: String,
+    http: HttpSettings,
+    mongo: RawMongo,
+    breaker: BreakerSettings,
+    reconnect: ReconnectSettings,
+    preview: PreviewSettings,
+    auth: RawAuth,
+    log: LogSettings,
+    otel: OtelSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMongo {
+    url: Option<String>,
+    db_name: String,
+    server_selection_timeout_ms: u64,
+    connect_timeout_ms: u64,
+    max_pool_size: u32,
+    min_pool_size: u32,
+    retry_reads: bool,
+    retry_writes: bool,
+    heartbeat_freq_ms: u64,
+    operation_timeout_ms: u64,
+    ping_interval_ms: u64,
+    ping_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    jwt_secret: Option<String>,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Listen address.
+    pub host: String,
+    /// Listen port; 0 picks a free port.
+    pub port: u16,
+    /// Largest request body accepted.
+    pub body_limit_bytes: usize,
+    /// Drain time for in-flight requests at shutdown.
+    pub shutdown_timeout_ms: u64,
+    /// Allowed CORS origins, comma separated; `*` for all.
+    pub cors_allowed_origins: String,
+}
+
+/// Circuit-breaker thresholds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSettings {
+    /// Consecutive failures that open the breaker.
+    pub failure_threshold: u32,
+    /// First open period, milliseconds.
+    pub open_initial_ms: u64,
+    /// Longest open period, milliseconds.
+    pub open_max_ms: u64,
+}
+
+/// Reconnect-loop backoff.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconnectSettings {
+    /// First delay, milliseconds.
+    pub initial_ms: u64,
+    /// Delay cap, milliseconds.
+    pub max_ms: u64,
+}
+
+/// Preview-session housekeeping.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewSettings {
+    /// Period of the expired-session sweep, milliseconds.
+    pub sweep_interval_ms: u64,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// EnvFilter directives.
+    pub filter: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line with trace and span ids.
+    Json,
+}
+
+/// OpenTelemetry export.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtelSettings {
+    /// OTLP gRPC endpoint.
+    pub endpoint: String,
+    /// Export off.
+    pub disabled: bool,
+    /// `service.name`.
+    pub service_name: String,
+}
+
+/// MongoDB settings after validation.
+#[derive(Debug, Clone)]
+pub struct MongoSettings {
+    /// Connection string; its password never prints.
+    pub url: MongoUrl,
+    /// True when `MONGO_URL` was not set anywhere and the local default is used.
+    pub url_defaulted: bool,
+    /// Database name.
+    pub db_name: String,
+    /// Driver server-selection timeout.
+    pub server_selection_timeout: Duration,
+    /// Driver connect timeout.
+    pub connect_timeout: Duration,
+    /// Pool maximum.
+    pub max_pool_size: u32,
+    /// Pool minimum.
+    pub min_pool_size: u32,
+    /// Retryable reads.
+    pub retry_reads: bool,
+    /// Retryable writes.
+    pub retry_writes: bool,
+    /// Heartbeat period.
+    pub heartbeat_freq: Duration,
+    /// Deadline of every operation.
+    pub operation_timeout: Duration,
+    /// Ping period while connected.
+    pub ping_interval: Duration,
+    /// Deadline of one ping.
+    pub ping_timeout: Duration,
+}
+
+/// Where the JWT secret came from.
+#[derive(Debug, Clone)]
+pub struct JwtSecret {
+    /// The secret itself.
+    pub secret: SecretString,
+    /// Generated at start-up because none was configured.
+    pub ephemeral: bool,
+}
+
+/// Validated settings of the whole service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Environment name (`local`, `production`, ...).
+    pub app_env: String,
+    /// HTTP server.
+    pub http: HttpSettings,
+    /// Database.
+    pub mongo: MongoSettings,
+    /// Breaker thresholds.
+    pub breaker: BreakerSettings,
+    /// Reconnect backoff.
+    pub reconnect: ReconnectSettings,
+    /// Preview housekeeping.
+    pub preview: PreviewSettings,
+    /// JWT secret.
+    pub jwt: JwtSecret,
+    /// Logging.
+    pub log: LogSettings,
+    /// Tracing export.
+    pub otel: OtelSettings,
+    /// What happened while loading (e.g. whether `.env` was read), to log once logging is up.
+    pub load_report: Vec<String>,
+    /// Warnings worth showing in `/health` too (ephemeral JWT secret, default MONGO_URL).
+    pub warnings: Vec<String>,
+}
+
+/// Where to read configuration from. `main` passes the real process environment;
+/// tests pass their own maps and folders so they never touch global state.
+#[derive(Debug, Clone)]
+pub struct ConfigSources {
+    /// Folder holding `default.toml` and `{APP_ENV}.toml`.
+    pub config_dir: PathBuf,
+    /// Path of the optional `.env` file.
+    pub dotenv_path: PathBuf,
+    /// The process environment.
+    pub env: HashMap<String, String>,
+}
+
+impl ConfigSources {
+    /// The real sources: `./config`, `./.env`, `std::env::vars()`.
+    pub fn from_process() -> Self {
+        Self {
+            config_dir: PathBuf::from("config"),
+            dotenv_path: PathBuf::from(".env"),
+            env: std::env::vars().collect(),
+        }
+    }
+}
+
+/// A setting the operator typed that cannot be used. Its Display is the one line
+/// start-up prints before exiting.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+fn built_in_defaults() -> RawSettings {
+    RawSettings {
+        app_env: "local".into(),
+        http: HttpSettings {
+            host: "0.0.0.0".into(),
+            port: 8001,
+            body_limit_bytes: 8 * 1024 * 1024,
+            shutdown_timeout_ms: 10_000,
+            cors_allowed_origins: "*".into(),
+        },
+        mongo: RawMongo {
+            url: None,
+            db_name: "aila_db".into(),
+            server_selection_timeout_ms: 10_000,
+            connect_timeout_ms: 20_000,
+            max_pool_size: 50,
+            min_pool_size: 10,
+            retry_reads: true,
+            retry_writes: true,
+            heartbeat_freq_ms: 1_000,
+            operation_timeout_ms: 5_000,
+            ping_interval_ms: 5_000,
+            ping_timeout_ms: 2_000,
+        },
+        breaker: BreakerSettings {
+            failure_threshold: 5,
+            open_initial_ms: 250,
+            open_max_ms: 10_000,
+        },
+        reconnect: ReconnectSettings {
+            initial_ms: 100,
+            max_ms: 5_000,
+        },
+        preview: PreviewSettings {
+            sweep_interval_ms: 60_000,
+        },
+        auth: RawAuth { jwt_secret: None },
+        log: LogSettings {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        },
+        otel: OtelSettings {
+            endpoint: "http://localhost:4317".into(),
+            disabled: false,
+            service_name: "aila-api".into(),
+        },
+    }
+}
+
+/// Reads the `.env` file if it exists, without touching the process environment.
+fn read_dotenv(
+    path: &Path,
+    report: &mut Vec<String>,
+) -> Result<HashMap<String, String>, ConfigError> {
+    if !path.exists() {
+        report.push(format!(
+            "No .env file found at {}, using environment variables from system",
+            path.display()
+        ));
+        return Ok(HashMap::new());
+    }
+    let iter = dotenvy::from_path_iter(path)
+        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    let mut vars = HashMap::new();
+    for item in iter {
+        let (k, v) = item.map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        vars.insert(k, v);
+    }
+    report.push(format!(
+        "Loaded environment variables from {}",
+        path.display()
+    ));
+    Ok(vars)
+}
+
+/// Layers the known variables of one environment map over `figment`.
+fn layer_env(mut figment: Figment, vars: &HashMap<String, String>, name: &str) -> Figment {
+    for setting in SETTINGS {
+        if let Some(raw) = vars.get(setting.env) {
+            let value = if is_string_setting(setting.key) {
+                figment::value::Value::from(raw.clone())
+            } else {
+                raw.parse::<figment::value::Value>()
+                    .expect("figment value parsing is infallible")
+            };
+            figment = figment
+                .merge(Serialized::default(setting.key, value).profile(figment::Profile::Default));
+            let _ = name;
+        }
+    }
+    figment
+}
+
+/// Settings whose values are text even when they look like numbers or booleans.
+fn is_string_setting(key: &str) -> bool {
+    matches!(
+        key,
+        "app_env"
+            | "http.host"
+            | "http.cors_allowed_origins"
+            | "mongo.url"
+            | "mongo.db_name"
+            | "auth.jwt_secret"
+            | "log.filter"
+            | "otel.endpoint"
+            | "otel.service_name"
+            | "log.format"
+    )
+}
+
+fn explain(err: figment::Error, layers: &[(&str, &HashMap<String, String>)]) -> ConfigError {
+    let key = err.path.join(".");
+    let setting = SETTINGS.iter().find(|s| s.key == key);
+    let mut origin = String::from("a config file");
+    let mut shown = String::new();
+    if let Some(s) = setting {
+        for (name, vars) in layers.iter().rev() {
+            if let Some(v) = vars.get(s.env) {
+                origin = format!("{} ({name})", s.env);
+                shown = if s.key == "mongo.url" || s.key == "auth.jwt_secret" {
+                    "\"****\"".into()
+                } else {
+                    format!("{v:?}")
+                };
+                break;
+            }
+        }
+    }
+    let what = match &err.kind {
+        figment::error::Kind::InvalidType(actual, expected) => {
+            format!("expected {expected}, found {actual}")
+        }
+        figment::error::Kind::InvalidValue(actual, expected) => {
+            format!("expected {expected}, found {actual}")
+        }
+        other => other.to_string(),
+    };
+    if shown.is_empty() {
+        ConfigError(format!("{key} in {origin}: {what}"))
+    } else {
+        ConfigError(format!("{origin} = {shown} is not valid for {key}: {what}"))
+    }
+}
+
+impl Settings {
+    /// Loads and validates the settings from `sources`.
+    pub fn load(sources: &ConfigSources) -> Result<Settings, ConfigError> {
+        let mut report = Vec::new();
+        let dotenv = read_dotenv(&sources.dotenv_path, &mut report)?;
+        let app_env = sources
+            .env
+            .get("APP_ENV")
+            .or_else(|| dotenv.get("APP_ENV"))
+            .cloned()
+            .unwrap_or_else(|| "local".into());
+        if app_env.is_empty()
+            || !app_env
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError(format!(
+                "APP_ENV = {app_env:?} must be a plain name such as local or production"
+            )));
+        }
+        let mut figment = Figment::from(Serialized::defaults(built_in_defaults()));
+        for file in ["default".to_string(), app_env.clone()] {
+            let path = sources.config_dir.join(format!("{file}.toml"));
+            if path.exists() {
+                report.push(format!("Read configuration file {}", path.display()));
+                figment = figment.merge(Toml::file(&path));
+            }
+        }
+        figment = layer_env(figment, &dotenv, ".env");
+        figment = layer_env(figment, &sources.env, "environment");
+        let layers: [(&str, &HashMap<String, String>); 2] =
+            [(".env", &dotenv), ("environment", &sources.env)];
+        let raw: RawSettings = figment.extract().map_err(|e| explain(e, &layers))?;
+        Self::validate(raw, report)
+    }
+
+    fn validate(raw: RawSettings, load_report: Vec<String>) -> Result<Settings, ConfigError> {
+        let mut warnings = Vec::new();
+        let positive = |key: &str, v: u64| {
+            if v == 0 {
+                Err(ConfigError(format!(
+                    "{key} = 0 must be a positive number of milliseconds"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        positive(
+            "mongo.server_selection_timeout_ms",
+            raw.mongo.server_selection_timeout_ms,
+        )?;
+        positive("mongo.connect_timeout_ms", raw.mongo.connect_timeout_ms)?;
+        positive("mongo.operation_timeout_ms", raw.mongo.operation_timeout_ms)?;
+        positive("mongo.ping_interval_ms", raw.mongo.ping_interval_ms)?;
+        positive("mongo.ping_timeout_ms", raw.mongo.ping_timeout_ms)?;
+        positive("breaker.open_initial_ms", raw.breaker.open_initial_ms)?;
+        positive("reconnect.initial_ms", raw.reconnect.initial_ms)?;
+        positive("preview.sweep_interval_ms", raw.preview.sweep_interval_ms)?;
+        if raw.mongo.heartbeat_freq_ms < 500 {
+            return Err(ConfigError(format!(
+                "MONGO_HEARTBEAT_FREQ_MS = {} is below the driver's minimum of 500",
+                raw.mongo.heartbeat_freq_ms
+            )));
+        }
+        if raw.mongo.max_pool_size == 0 || raw.mongo.min_pool_size > raw.mongo.max_pool_size {
+            return Err(ConfigError(format!(
+                "MONGO_MIN_POOL_SIZE = {} and MONGO_MAX_POOL_SIZE = {} must satisfy 0 <= min <= max, max > 0",
+                raw.mongo.min_pool_size, raw.mongo.max_pool_size
+            )));
+        }
+        if raw.breaker.failure_threshold == 0 {
+            return Err(ConfigError(
+                "BREAKER_FAILURE_THRESHOLD = 0 must be at least 1".into(),
+            ));
+        }
+        if raw.breaker.open_max_ms < raw.breaker.open_initial_ms {
+            return Err(ConfigError(format!(
+                "BREAKER_OPEN_MAX_MS = {} is below BREAKER_OPEN_INITIAL_MS = {}",
+                raw.breaker.open_max_ms, raw.breaker.open_initial_ms
+            )));
+        }
+        if raw.reconnect.max_ms < raw.reconnect.initial_ms {
+            return Err(ConfigError(format!(
+                "RECONNECT_MAX_MS = {} is below RECONNECT_INITIAL_MS = {}",
+                raw.reconnect.max_ms, raw.reconnect.initial_ms
+            )));
+        }
+        if raw.mongo.db_name.is_empty()
+            || raw.mongo.db_name.contains(['/', '\\', '.', ' ', '"', '$'])
+        {
+            return Err(ConfigError(format!(
+                "DB_NAME = {:?} is not a valid MongoDB database name",
+                raw.mongo.db_name
+            )));
+        }
+        let url_defaulted = raw.mongo.url.as_deref().is_none_or(str::is_empty);
+        let url = match raw.mongo.url.filter(|u| !u.is_empty()) {
+            Some(u) => u,
+            None => {
+                warnings.push("MONGO_URL is not set: using mongodb://localhost:27017".to_string());
+                "mongodb://localhost:27017".to_string()
+            }
+        };
+        let jwt = match raw.auth.jwt_secret.filter(|s| !s.is_empty()) {
+            Some(s) => JwtSecret {
+                secret: SecretString::from(s),
+                ephemeral: false,
+            },
+            None => {
+                warnings.push(
+                    "JWT_SECRET is not set: generated an ephemeral secret; tokens will not survive a restart or work across replicas"
+                        .to_string(),
+                );
+                JwtSecret {
+                    secret: SecretString::from(generate_secret()),
+                    ephemeral: true,
+                }
+            }
+        };
+        let ms = Duration::from_millis;
+        Ok(Settings {
+            app_env: raw.app_env,
+            http: raw.http,
+            mongo: MongoSettings {
+                url: MongoUrl::new(url),
+                url_defaulted,
+                db_name: raw.mongo.db_name,
+                server_selection_timeout: ms(raw.mongo.server_selection_timeout_ms),
+                connect_timeout: ms(raw.mongo.connect_timeout_ms),
+                max_pool_size: raw.mongo.max_pool_size,
+                min_pool_size: raw.mongo.min_pool_size,
+                retry_reads: raw.mongo.retry_reads,
+                retry_writes: raw.mongo.retry_writes,
+                heartbeat_freq: ms(raw.mongo.heartbeat_freq_ms),
+                operation_timeout: ms(raw.mongo.operation_timeout_ms),
+                ping_interval: ms(raw.mongo.ping_interval_ms),
+                ping_timeout: ms(raw.mongo.ping_timeout_ms),
+            },
+            breaker: raw.breaker,
+            reconnect: raw.reconnect,
+            preview: raw.preview,
+            jwt,
+            log: raw.log,
+            otel: raw.otel,
+            load_report,
+            warnings,
+        })
+    }
+
+    /// The JWT secret's bytes, for the token codec.
+    pub fn jwt_secret_bytes(&self) -> &[u8] {
+        self.jwt.secret.expose_secret().as_bytes()
+    }
+}
+
+fn generate_secret() -> String {
+    use rand::Rng;
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(env: &[(&str, &str)]) -> (tempfile::TempDir, ConfigSources) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ConfigSources {
+            config_dir: dir.path().join("config"),
+            dotenv_path: dir.path().join(".env"),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        std::fs::create_dir_all(&s.config_dir).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn defaults_match_the_old_service() {
+        let (_d, s) = sources(&[]);
+        let cfg = Settings::load(&s).unwrap();
+        assert_eq!(cfg.http.port, 8001);
+        assert_eq!(cfg.mongo.db_name, "aila_db");
+        assert_eq!(cfg.mongo.url.redacted(), "mongodb://localhost:27017");
+        assert!(cfg.mongo.url_defaulted);
+        assert!(cfg.jwt.ephemeral);
+        assert_eq!(cfg.mongo.server_selection_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.mongo.connect_timeout, Duration::from_secs(20));
+        assert_eq!((cfg.mongo.min_pool_size, cfg.mongo.max_pool_size), (10, 50));
+        assert_eq!(cfg.mongo.operation_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.warnings.len(), 2, "{:?}", cfg.warnings);
+        assert!(
+            cfg.load_report
+                .iter()
+                .any(|l| l.starts_with("No .env file found"))
+        );
+    }
+
+    #[test]
+    fn precedence_defaults_files_dotenv_environment() {
+        let (_d, s) = sources(&[("DB_NAME", "from_env")]);
+        std::fs::write(
+            s.config_dir.join("default.toml"),
+            "[http]\nport = 9000\n[mongo]\ndb_name = \"from_default\"\nmax_pool_size = 20\n",
+        )
+        .unwrap();
+        std::fs::write(
+            s.config_dir.join("local.toml"),
+            "[http]\nport = 9001\n[mongo]\nmin_pool_size = 3\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &s.dotenv_path,
+            "PORT=9002\nDB_NAME=from_dotenv\nMONGO_MAX_POOL_SIZE=30\n",
+        )
+        .unwrap();
+        let cfg = Settings::load(&s).unwrap();
+        assert_eq!(cfg.http.port, 9002, ".env beats config/local.toml");
+        assert_eq!(
+            cfg.mongo.db_name, "from_env",
+            "process environment beats .env"
+        );
+        assert_eq!(
+            cfg.mongo.max_pool_size, 30,
+            ".env beats config/default.toml"
+        );
+        assert_eq!(
+            cfg.mongo.min_pool_size, 3,
+            "config/local.toml beats the built-in default"
+        );
+        assert!(
+            cfg.load_report
+                .iter()
+                .any(|l| l.starts_with("Loaded environment variables from"))
+        );
+    }
+
+    #[test]
+    fn app_env_selects_the_environment_file() {
+        let (_d, s) = sources(&[("APP_ENV", "production")]);
+        std::fs::write(s.config_dir.join("local.toml"), "[http]\nport = 1111\n").unwrap();
+        std::fs::write(
+            s.config_dir.join("production.toml"),
+            "[http]\nport = 2222\n",
+        )
+        .unwrap();
+        assert_eq!(Settings::load(&s).unwrap().http.port, 2222);
+    }
+
+    #[test]
+    fn a_bad_port_names_the_key_and_value() {
+        let (_d, s) = sources(&[("PORT", "eighty")]);
+        let err = Settings::load(&s).unwrap_err().to_string();
+        assert!(err.contains("PORT") && err.contains("eighty"), "{err}");
+        assert_eq!(err.lines().count(), 1);
+    }
+
+    #[test]
+    fn a_negative_timeout_names_the_key_and_value() {
+        let (_d, s) = sources(&[("MONGO_OPERATION_TIMEOUT_MS", "-5")]);
+        let err = Settings::load(&s).unwrap_err().to_string();
+        assert!(
+            err.contains("MONGO_OPERATION_TIMEOUT_MS") && err.contains("-5"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused() {
+        let (_d, s) = sources(&[("MONGO_PING_TIMEOUT_MS", "0")]);
+        assert!(
+            Settings::load(&s)
+                .unwrap_err()
+                .to_string()
+                .contains("ping_timeout_ms")
+        );
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let (_d, s) = sources(&[
+            ("MONGO_URL", "mongodb://aila:S3cretPw@db.example:27017/x"),
+            ("JWT_SECRET", "jwt-top-secret"),
+        ]);
+        let cfg = Settings::load(&s).unwrap();
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("S3cretPw"), "{shown}");
+        assert!(!shown.contains("jwt-top-secret"), "{shown}");
+        assert!(!cfg.jwt.ephemeral);
+        assert_eq!(cfg.jwt_secret_bytes(), b"jwt-top-secret");
+    }
+
+    #[test]
+    fn every_setting_is_known_to_the_loader() {
+        // Each documented variable must land in the settings (else it would be silently ignored).
+        for setting in SETTINGS {
+            if matches!(setting.env, "APP_ENV" | "RUST_LOG") {
+                continue;
+            }
+            let value = match setting.key {
+                "http.port" => "1234",
+                "mongo.min_pool_size" => "7",
+                "log.format" => "json",
+                k if k.starts_with("mongo.retry") || k == "otel.disabled" => "false",
+                k if is_string_setting(k) => "x-value",
+                _ => "777",
+            };
+            let (_d, s) = sources(&[(setting.env, value)]);
+            let cfg = Settings::load(&s).unwrap_or_else(|e| panic!("{}: {e}", setting.env));
+            let shown = format!(
+                "{:?} {} {}",
+                cfg,
+                cfg.mongo.url.expose(),
+                String::from_utf8_lossy(cfg.jwt_secret_bytes())
+            );
+            assert!(
+                shown.contains(value) || shown.contains("777ms") || shown.contains("Json"),
+                "{} not applied",
+                setting.env
+            );
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Parsed domain types: request bodies are parsed into these ("parse, don't validate").

@@ -1,0 +1,80 @@
+//! What every handler shares: the gateway, the token codec, the metrics and the published
+//! states. Built once by `startup`; cheap to clone.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::auth::token::TokenCodec;
+use crate::db::{DbState, Gateway};
+use crate::metrics::Metrics;
+
+/// Shared state of the HTTP layer.
+#[derive(Debug)]
+pub struct AppInner {
+    /// The database gateway (the only way to the database).
+    pub gateway: Gateway,
+    /// JWT signing and verification.
+    pub tokens: TokenCodec,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// The supervisor's published database state.
+    pub db_state: watch::Receiver<DbState>,
+    /// When the process started.
+    pub started: Instant,
+    /// Set when shutdown begins: readiness answers 503 from then on.
+    pub shutting_down: AtomicBool,
+    /// Warnings from configuration (ephemeral JWT secret, default MONGO_URL).
+    pub config_warnings: Vec<String>,
+    /// True when the JWT secret was generated at start-up.
+    pub jwt_ephemeral: bool,
+    /// A ping older than this makes readiness fail.
+    pub ping_max_age: Duration,
+    /// Default and maximum list sizes.
+    pub limits: ListLimits,
+}
+
+/// Caps on list sizes (the old service's, now documented in the API description).
+#[derive(Debug, Clone, Copy)]
+pub struct ListLimits {
+    /// Persons, links, users, collaborators, contributions: 500.
+    pub items: i64,
+    /// Notifications: 50 newest.
+    pub notifications: i64,
+}
+
+impl Default for ListLimits {
+    fn default() -> Self {
+        Self {
+            items: 500,
+            notifications: 50,
+        }
+    }
+}
+
+/// Handle to the shared state.
+#[derive(Debug, Clone)]
+pub struct AppContext(pub Arc<AppInner>);
+
+impl Deref for AppContext {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl AppInner {
+    /// True once shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Marks shutdown as begun.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+}

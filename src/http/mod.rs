@@ -1,0 +1,56 @@
+//! The HTTP layer (poem + poem-openapi).
+//!
+//! - [`probes`]: `/`, `/health`, `/readiness`, `/metrics` (no database I/O).
+//! - [`api`]: the AÏLA API routes under `/api`, one module per resource.
+//! - [`security`]: bearer-token authentication.
+//! - [`error`]: the one error type and the JSON error shape.
+//! - [`observe`]: server spans, request metrics, request ids.
+//! - [`context`]: what handlers share.
+//!
+//! The API description is served at `/openapi.json`, and an interactive page at `/docs`.
+
+pub mod api;
+pub mod context;
+pub mod error;
+pub mod observe;
+pub mod probes;
+pub mod security;
+
+use poem::middleware::{Cors, SizeLimit};
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::OpenApiService;
+
+use context::AppContext;
+use observe::Observe;
+use probes::ServiceApi;
+
+/// Builds the whole application endpoint.
+pub fn build_endpoint(
+    ctx: AppContext,
+    body_limit_bytes: usize,
+    cors_allowed_origins: &str,
+) -> impl Endpoint + 'static {
+    let apis = (ServiceApi { ctx: ctx.clone() }, api::all(&ctx));
+    let service = OpenApiService::new(apis, "AÏLA API", env!("CARGO_PKG_VERSION"))
+        .description(api::DESCRIPTION);
+    let spec = service.spec_endpoint();
+    let docs = service.swagger_ui();
+    let mut cors = Cors::new().allow_credentials(true);
+    let origins: Vec<&str> = cors_allowed_origins
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty() && *o != "*")
+        .collect();
+    if !origins.is_empty() {
+        cors = cors.allow_origins(origins);
+    }
+    let metrics = ctx.metrics.clone();
+    Route::new()
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .nest("/", service)
+        .with(SizeLimit::new(body_limit_bytes))
+        .with(cors)
+        .data(ctx)
+        .with(Observe { metrics })
+}

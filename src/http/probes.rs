@@ -1,0 +1,269 @@
+//! Service routes that never touch the database: `/`, `/api/`, `/health` (liveness: always
+//! 200 while the process lives), `/readiness` (503 while the database is not usable or
+//! shutdown has begun), `/metrics`. All answer from memory: the published breaker and
+//! database states.
+
+use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use tokio::time::Instant;
+
+use super::context::AppContext;
+use crate::db::DbStatus;
+use crate::resilience::breaker::BreakerState;
+
+/// API description tags.
+#[derive(Tags)]
+pub enum ServiceTag {
+    /// Probes, metrics and service information.
+    Service,
+}
+
+/// `GET /` body.
+#[derive(Debug, Object)]
+pub struct ServiceInfo {
+    /// `AÏLA - Arbre Généalogique API`.
+    pub message: String,
+    /// Service version.
+    pub version: String,
+}
+
+/// The circuit breaker as the health JSON shows it.
+#[derive(Debug, Object)]
+pub struct BreakerReport {
+    /// `closed`, `open` or `half_open`.
+    pub state: String,
+    /// Since when (ISO-8601, UTC).
+    pub since: String,
+    /// Consecutive database failures.
+    pub consecutive_failures: u32,
+    /// Milliseconds until callers may probe again, while open.
+    pub next_probe_in_ms: Option<u64>,
+    /// The last failure, redacted.
+    pub last_failure: Option<String>,
+}
+
+/// The reconnect loop as the health JSON shows it.
+#[derive(Debug, Object)]
+pub struct ReconnectReport {
+    /// Attempts since the database was last usable.
+    pub attempt: u32,
+    /// Milliseconds until the next attempt, while reconnecting.
+    pub next_attempt_in_ms: Option<u64>,
+    /// Last error, redacted.
+    pub last_error: Option<String>,
+}
+
+/// An index that could not be created.
+#[derive(Debug, Object)]
+pub struct IndexFailureReport {
+    /// `collection.index_name`.
+    pub index: String,
+    /// Why.
+    pub error: String,
+    /// Whether readiness waits for it.
+    pub required: bool,
+}
+
+/// Index status.
+#[derive(Debug, Object)]
+pub struct IndexesReport {
+    /// Indexes known to exist.
+    pub ensured: Vec<String>,
+    /// Indexes that could not be created.
+    pub failed: Vec<IndexFailureReport>,
+}
+
+/// `/health` and `/readiness` body.
+#[derive(Debug, Object)]
+pub struct HealthReport {
+    /// Always `healthy` while the process lives (old clients check it).
+    pub status: String,
+    /// Now, ISO-8601 UTC.
+    pub timestamp: String,
+    /// `running`, or `shutting_down`.
+    pub service: String,
+    /// `connected`, `connecting`, `disconnected` or `not_configured`.
+    pub database: String,
+    /// One sentence about the database.
+    pub database_message: String,
+    /// The breaker.
+    pub circuit_breaker: BreakerReport,
+    /// The reconnect loop.
+    pub reconnect: ReconnectReport,
+    /// Latency of the last successful ping, milliseconds.
+    pub last_ping_ms: Option<f64>,
+    /// Indexes.
+    pub indexes: IndexesReport,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// Service version.
+    pub version: String,
+    /// `configured`, or `ephemeral` when generated at start-up.
+    pub jwt_secret: String,
+    /// Whether `/readiness` answers 200.
+    pub ready: bool,
+    /// Why not ready (empty when ready).
+    pub not_ready_reasons: Vec<String>,
+    /// Configuration and database warnings.
+    pub warnings: Vec<String>,
+}
+
+/// `/readiness` answers.
+#[derive(ApiResponse)]
+pub enum ReadinessResponse {
+    /// Ready: the database answered its last ping recently, the breaker is closed and the
+    /// required indexes exist.
+    #[oai(status = 200)]
+    Ready(Json<HealthReport>, #[oai(header = "Cache-Control")] String),
+    /// Not ready; the body says why.
+    #[oai(status = 503)]
+    NotReady(Json<HealthReport>, #[oai(header = "Cache-Control")] String),
+}
+
+/// `/health` answer.
+#[derive(ApiResponse)]
+pub enum HealthResponse {
+    /// Always 200 while the process lives.
+    #[oai(status = 200)]
+    Ok(Json<HealthReport>, #[oai(header = "Cache-Control")] String),
+}
+
+const NO_STORE: &str = "no-store";
+
+/// Builds the health report from the published states. No I/O.
+pub fn health_report(ctx: &AppContext) -> HealthReport {
+    let db = ctx.db_state.borrow().clone();
+    let breaker = ctx.gateway.breaker().snapshot();
+    let mut reasons = Vec::new();
+    if ctx.is_shutting_down() {
+        reasons.push("shutting down".to_string());
+    }
+    if db.status != DbStatus::Connected {
+        reasons.push(format!("database {}", db.status.as_str()));
+    }
+    if breaker.state != BreakerState::Closed {
+        reasons.push(format!("circuit breaker {}", breaker.state));
+    }
+    match db.last_ping_ok_at {
+        Some(at) if at.elapsed() <= ctx.ping_max_age => {}
+        Some(at) => reasons.push(format!(
+            "last successful ping {} ms ago",
+            at.elapsed().as_millis()
+        )),
+        None => reasons.push("no successful ping yet".to_string()),
+    }
+    if !db.required_indexes_ok() {
+        reasons.push("required indexes not created yet".to_string());
+    }
+    let mut warnings = ctx.config_warnings.clone();
+    warnings.extend(db.warnings.iter().cloned());
+    HealthReport {
+        status: "healthy".into(),
+        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        service: if ctx.is_shutting_down() {
+            "shutting_down".into()
+        } else {
+            "running".into()
+        },
+        database: db.status.as_str().into(),
+        database_message: db.message.clone(),
+        circuit_breaker: BreakerReport {
+            state: breaker.state.as_str().into(),
+            since: breaker
+                .since
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            consecutive_failures: breaker.consecutive_failures,
+            next_probe_in_ms: breaker.next_probe_in_ms(),
+            last_failure: breaker.last_failure.clone(),
+        },
+        reconnect: ReconnectReport {
+            attempt: db.reconnect_attempt,
+            next_attempt_in_ms: db.next_attempt_in_ms(),
+            last_error: db.last_error.clone(),
+        },
+        last_ping_ms: db
+            .last_ping
+            .map(|d| (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0),
+        indexes: IndexesReport {
+            ensured: db.indexes_ensured.clone(),
+            failed: db
+                .indexes_failed
+                .iter()
+                .map(|f| IndexFailureReport {
+                    index: f.index.clone(),
+                    error: f.error.clone(),
+                    required: f.required,
+                })
+                .collect(),
+        },
+        uptime_s: Instant::now().duration_since(ctx.started).as_secs(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        jwt_secret: if ctx.jwt_ephemeral {
+            "ephemeral".into()
+        } else {
+            "configured".into()
+        },
+        ready: reasons.is_empty(),
+        not_ready_reasons: reasons,
+        warnings,
+    }
+}
+
+/// The service routes.
+pub struct ServiceApi {
+    /// Shared state.
+    pub ctx: AppContext,
+}
+
+fn info() -> Json<ServiceInfo> {
+    Json(ServiceInfo {
+        message: "AÏLA - Arbre Généalogique API".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+#[OpenApi(tag = "ServiceTag::Service")]
+impl ServiceApi {
+    /// Service name and version.
+    #[oai(path = "/", method = "get")]
+    async fn root(&self) -> Json<ServiceInfo> {
+        info()
+    }
+
+    /// Service name and version (old path).
+    #[oai(path = "/api/", method = "get")]
+    async fn api_root(&self) -> Json<ServiceInfo> {
+        info()
+    }
+
+    /// Liveness: always 200 while the process lives, answered from memory. The body reports
+    /// the database, the circuit breaker and the reconnect loop.
+    #[oai(path = "/health", method = "get")]
+    async fn health(&self) -> HealthResponse {
+        HealthResponse::Ok(Json(health_report(&self.ctx)), NO_STORE.into())
+    }
+
+    /// Same as `/health`, kept for old clients.
+    #[oai(path = "/api/health", method = "get")]
+    async fn api_health(&self) -> HealthResponse {
+        HealthResponse::Ok(Json(health_report(&self.ctx)), NO_STORE.into())
+    }
+
+    /// Readiness: 200 when the database is usable, else 503 with the reasons.
+    #[oai(path = "/readiness", method = "get")]
+    async fn readiness(&self) -> ReadinessResponse {
+        let report = health_report(&self.ctx);
+        self.ctx.metrics.ready.set(i64::from(report.ready));
+        if report.ready {
+            ReadinessResponse::Ready(Json(report), NO_STORE.into())
+        } else {
+            ReadinessResponse::NotReady(Json(report), NO_STORE.into())
+        }
+    }
+
+    /// Prometheus metrics (text exposition format).
+    #[oai(path = "/metrics", method = "get")]
+    async fn metrics(&self) -> PlainText<String> {
+        PlainText(self.ctx.metrics.encode())
+    }
+}

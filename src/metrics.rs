@@ -1,0 +1,238 @@
+//! Prometheus metrics, served at `/metrics` in the text exposition format.
+//!
+//! Names follow Prometheus conventions: base units (`_seconds`), `_total` counters, and
+//! low-cardinality labels only (route templates such as `/api/persons/{id}`, never raw
+//! paths or ids). Readers of the resilience state (breaker, database status) update the
+//! gauges from the published state; nothing here ever waits on the database.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::resilience::breaker::{BreakerState, Transition};
+
+/// Labels of HTTP request metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// HTTP method.
+    pub method: String,
+    /// Route template, or `unmatched`.
+    pub route: String,
+    /// Response status code.
+    pub status: u16,
+}
+
+/// Labels of database operation metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DbOpLabels {
+    /// `find`, `insert`, ...
+    pub operation: &'static str,
+    /// Collection name.
+    pub collection: &'static str,
+    /// `success`, `failure` (database trouble), `rejected` (the caller's error), `refused` (breaker).
+    pub outcome: &'static str,
+}
+
+/// Labels with one `state` value.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    /// A breaker state.
+    pub state: &'static str,
+}
+
+/// Labels of breaker transitions.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    /// State before.
+    pub from: &'static str,
+    /// State after.
+    pub to: &'static str,
+}
+
+/// Labels with one `outcome` value.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `success` or `failure`.
+    pub outcome: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 100 µs .. ~26 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 19))
+}
+
+/// Every metric of the service.
+pub struct Metrics {
+    registry: Registry,
+    /// HTTP request duration by method, route and status.
+    pub http_request_duration: HistogramFamily<HttpLabels>,
+    /// Database operation duration by operation, collection and outcome.
+    pub db_operation_duration: HistogramFamily<DbOpLabels>,
+    /// One series per breaker state, 1 for the current one.
+    pub breaker_state: Family<StateLabels, Gauge>,
+    /// Breaker transitions by from/to.
+    pub breaker_transitions: Family<TransitionLabels, Counter>,
+    /// Calls refused by the breaker (or because no client could be built).
+    pub breaker_refused_calls: Counter,
+    /// Reconnect attempts by outcome.
+    pub reconnect_attempts: Family<OutcomeLabels, Counter>,
+    /// Ping latency.
+    pub ping_duration: Histogram,
+    /// 1 while the database is connected.
+    pub db_up: Gauge,
+    /// 1 while `/readiness` answers 200.
+    pub ready: Gauge,
+    /// Trace exports that failed (spans dropped).
+    pub trace_export_failures: Counter,
+    /// Spans dropped by the exporter's queue.
+    pub spans_dropped: Counter<u64, AtomicU64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// All families, registered under the `aila_` prefix.
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("aila");
+        let http_request_duration = HistogramFamily::<HttpLabels>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let db_operation_duration = HistogramFamily::<DbOpLabels>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let breaker_state = Family::<StateLabels, Gauge>::default();
+        let breaker_transitions = Family::<TransitionLabels, Counter>::default();
+        let breaker_refused_calls = Counter::default();
+        let reconnect_attempts = Family::<OutcomeLabels, Counter>::default();
+        let ping_duration = latency_histogram();
+        let db_up = Gauge::default();
+        let ready = Gauge::default();
+        let trace_export_failures = Counter::default();
+        let spans_dropped = Counter::default();
+        registry.register_with_unit(
+            "http_server_request_duration",
+            "Duration of HTTP requests by method, route template and status",
+            prometheus_client::registry::Unit::Seconds,
+            http_request_duration.clone(),
+        );
+        registry.register_with_unit(
+            "db_operation_duration",
+            "Duration of database operations by operation, collection and outcome",
+            prometheus_client::registry::Unit::Seconds,
+            db_operation_duration.clone(),
+        );
+        registry.register(
+            "db_circuit_breaker_state",
+            "Circuit breaker state: 1 for the current state",
+            breaker_state.clone(),
+        );
+        registry.register(
+            "db_circuit_breaker_transitions",
+            "Circuit breaker state changes",
+            breaker_transitions.clone(),
+        );
+        registry.register(
+            "db_circuit_breaker_refused_calls",
+            "Database calls refused without trying",
+            breaker_refused_calls.clone(),
+        );
+        registry.register(
+            "db_reconnect_attempts",
+            "Reconnect pings by outcome",
+            reconnect_attempts.clone(),
+        );
+        registry.register_with_unit(
+            "db_ping_duration",
+            "Latency of the supervisor's pings",
+            prometheus_client::registry::Unit::Seconds,
+            ping_duration.clone(),
+        );
+        registry.register("db_up", "1 while the database is connected", db_up.clone());
+        registry.register("ready", "1 while /readiness answers 200", ready.clone());
+        registry.register(
+            "trace_export_failures",
+            "Failed trace exports (their spans are dropped)",
+            trace_export_failures.clone(),
+        );
+        registry.register(
+            "trace_spans_dropped",
+            "Spans dropped before export",
+            spans_dropped.clone(),
+        );
+        for s in BreakerState::ALL {
+            breaker_state
+                .get_or_create(&StateLabels { state: s.as_str() })
+                .set(i64::from(s == BreakerState::Closed));
+        }
+        for outcome in ["success", "failure"] {
+            let _ = reconnect_attempts.get_or_create(&OutcomeLabels { outcome });
+        }
+        Arc::new(Self {
+            registry,
+            http_request_duration,
+            db_operation_duration,
+            breaker_state,
+            breaker_transitions,
+            breaker_refused_calls,
+            reconnect_attempts,
+            ping_duration,
+            db_up,
+            ready,
+            trace_export_failures,
+            spans_dropped,
+        })
+    }
+
+    /// Records one breaker transition.
+    pub fn breaker_transition(&self, t: &Transition) {
+        self.breaker_transitions
+            .get_or_create(&TransitionLabels {
+                from: t.from.as_str(),
+                to: t.to.as_str(),
+            })
+            .inc();
+        for s in BreakerState::ALL {
+            self.breaker_state
+                .get_or_create(&StateLabels { state: s.as_str() })
+                .set(i64::from(s == t.to));
+        }
+    }
+
+    /// Records one database operation.
+    pub fn db_operation(
+        &self,
+        operation: &'static str,
+        collection: &'static str,
+        outcome: &'static str,
+        took: Duration,
+    ) {
+        self.db_operation_duration
+            .get_or_create(&DbOpLabels {
+                operation,
+                collection,
+                outcome,
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,5 @@
+//! Repositories: one module per collection, each function one or a few gateway calls.
+//! Documents are typed with serde; ids are ObjectIds in `_id`; dates are BSON dates.
+//! Nothing here touches a collection except through [`crate::db::Gateway::run`].
+
+pub mod users;

@@ -1,0 +1,235 @@
+//! Start-up and shutdown.
+//!
+//! [`Application::start`] binds the port and starts answering before any database I/O, then
+//! hands the database work (`db.client.configure`, `db.connect`, `db.indexes`) to a
+//! background task inside the start-up trace, and finishes with `http.listen` ("Application
+//! startup complete"). If the database is down, start-up completes anyway and the
+//! supervisor's reconnect loop takes over. [`Application::shutdown`] turns readiness to 503,
+//! lets in-flight requests finish (bounded) and stops the background tasks.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use poem::listener::{Acceptor, Listener, TcpListener};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::auth::token::TokenCodec;
+use crate::config::Settings;
+use crate::db::Gateway;
+use crate::db::state::DbState;
+use crate::db::supervisor::Supervisor;
+use crate::http::context::{AppContext, AppInner, ListLimits};
+use crate::metrics::Metrics;
+use crate::resilience::breaker::{Breaker, BreakerConfig};
+
+/// A running service.
+pub struct Application {
+    addr: SocketAddr,
+    ctx: AppContext,
+    shutdown_tx: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    background: JoinHandle<()>,
+    drain: Duration,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl Application {
+    /// Binds, serves, and starts the database work in the background. Fails only when the
+    /// port cannot be bound.
+    pub async fn start(
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        startup: tracing::Span,
+    ) -> std::io::Result<Application> {
+        let started = Instant::now();
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (state_tx, state_rx) = watch::channel(DbState::initial());
+
+        let breaker_metrics = metrics.clone();
+        let breaker = Breaker::new(
+            BreakerConfig {
+                failure_threshold: settings.breaker.failure_threshold,
+                open_initial: Duration::from_millis(settings.breaker.open_initial_ms),
+                open_max: Duration::from_millis(settings.breaker.open_max_ms),
+                ..BreakerConfig::default()
+            },
+            move |t| {
+                breaker_metrics.breaker_transition(t);
+                let open_for_ms = t.open_for.map(|d| d.as_millis() as u64);
+                tracing::info!(
+                    breaker.from = t.from.as_str(),
+                    breaker.to = t.to.as_str(),
+                    breaker.reason = %t.reason,
+                    breaker.open_for_ms = open_for_ms,
+                    "{t}"
+                );
+            },
+        );
+        let gateway = Gateway::new(
+            settings.mongo.db_name.clone(),
+            breaker,
+            settings.mongo.operation_timeout,
+            metrics.clone(),
+            settings.mongo.url.redactor(),
+            state_rx.clone(),
+        );
+        let ping_max_age = settings.mongo.ping_interval * 2 + settings.mongo.ping_timeout;
+        let ctx = AppContext(Arc::new(AppInner {
+            gateway: gateway.clone(),
+            tokens: TokenCodec::new(settings.jwt_secret_bytes()),
+            metrics: metrics.clone(),
+            db_state: state_rx,
+            started,
+            shutting_down: AtomicBool::new(false),
+            config_warnings: settings.warnings.clone(),
+            jwt_ephemeral: settings.jwt.ephemeral,
+            ping_max_age,
+            limits: ListLimits::default(),
+        }));
+
+        // The port first: answering before any database I/O.
+        let bind = format!("{}:{}", settings.http.host, settings.http.port);
+        let acceptor = async { TcpListener::bind(bind.as_str()).into_acceptor().await }
+            .instrument(tracing::info_span!(parent: &startup, "http.bind", server.address = %bind))
+            .await
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {bind}: {e} (set PORT to a free port)"),
+                )
+            })?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .ok_or_else(|| std::io::Error::other("the listener has no address"))?;
+        let endpoint = crate::http::build_endpoint(
+            ctx.clone(),
+            settings.http.body_limit_bytes,
+            &settings.http.cors_allowed_origins,
+        );
+        let drain = Duration::from_millis(settings.http.shutdown_timeout_ms);
+        let mut server_shutdown = shutdown_rx.clone();
+        let server = tokio::spawn(
+            poem::Server::new_with_acceptor(acceptor)
+                .name("aila-api")
+                .run_with_graceful_shutdown(
+                    endpoint,
+                    async move {
+                        let _ = server_shutdown.wait_for(|stop| *stop).await;
+                    },
+                    Some(drain),
+                ),
+        );
+
+        // Then the database, in the background, inside the start-up trace.
+        let mut supervisor = Supervisor::new(
+            gateway,
+            settings.mongo.clone(),
+            settings.reconnect.clone(),
+            state_tx,
+            metrics,
+            shutdown_rx.clone(),
+        );
+        let db_name = settings.mongo.db_name.clone();
+        let background = tokio::spawn(async move {
+            async {
+                supervisor.start().await;
+                tracing::info_span!("http.listen", server.address = %addr).in_scope(|| {
+                    tracing::info!(
+                        "Application startup complete: listening on {addr}, database {db_name}"
+                    );
+                });
+            }
+            .instrument(startup)
+            .await;
+            supervisor.run().await;
+        });
+        Ok(Application {
+            addr,
+            ctx,
+            shutdown_tx,
+            server,
+            background,
+            drain,
+        })
+    }
+
+    /// The bound address (the real port when 0 was asked).
+    pub fn address(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Shared state (tests inspect the gateway and published states through it).
+    pub fn context(&self) -> &AppContext {
+        &self.ctx
+    }
+
+    /// Begins shutdown: readiness 503, in-flight requests finish within the drain time,
+    /// background tasks stop.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.ctx.begin_shutdown();
+        self.ctx.metrics.ready.set(0);
+        tracing::info!(
+            "shutdown requested: readiness now 503, draining in-flight requests (up to {} ms)",
+            self.drain.as_millis()
+        );
+        let _ = self.shutdown_tx.send(true);
+        let result = match self.server.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        };
+        self.background.abort();
+        let _ = self.background.await;
+        tracing::info!("server stopped");
+        result
+    }
+
+    /// Serves until `signal` resolves, then shuts down.
+    pub async fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        signal.await;
+        self.shutdown().await
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}
