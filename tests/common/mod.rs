@@ -1,0 +1,347 @@
+//! Test harness: a real MongoDB-protocol server process the test can kill, freeze and
+//! restart, and the real service started in-process on port 0 against it.
+//!
+//! The server is FerretDB built by `scripts/build-tools.sh ferretdb` (at `.tools/bin/ferretdb`,
+//! or `FERRETDB_BIN`), or a real `mongod` when `MONGOD_BIN` points at one.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use aila_api::config::{ConfigSources, Settings};
+use aila_api::metrics::Metrics;
+use aila_api::startup::Application;
+use serde_json::{Value, json};
+
+/// How long any awaited condition may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Which server binary runs.
+#[derive(Debug, Clone)]
+enum ServerKind {
+    FerretDb(PathBuf),
+    Mongod(PathBuf),
+}
+
+fn server_kind() -> ServerKind {
+    if let Ok(bin) = std::env::var("MONGOD_BIN") {
+        if !bin.is_empty() {
+            return ServerKind::Mongod(PathBuf::from(bin));
+        }
+    }
+    let bin = std::env::var("FERRETDB_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/ferretdb"));
+    if !bin.exists() {
+        panic!(
+            "FerretDB is not built ({} missing): run `scripts/build-tools.sh ferretdb` once, or set MONGOD_BIN to a mongod binary",
+            bin.display()
+        );
+    }
+    ServerKind::FerretDb(bin)
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A database server process owned by the test.
+pub struct Database {
+    kind: ServerKind,
+    port: u16,
+    data: tempfile::TempDir,
+    child: Option<Child>,
+    frozen: bool,
+}
+
+impl Database {
+    /// Starts a server on a free port with a fresh data folder, and waits until it accepts.
+    pub async fn start() -> Database {
+        let mut db = Database::unstarted();
+        db.restart().await;
+        db
+    }
+
+    /// A server that is not running yet (its port is reserved by number only).
+    pub fn unstarted() -> Database {
+        Database { kind: server_kind(), port: free_port(), data: tempfile::tempdir().unwrap(), child: None, frozen: false }
+    }
+
+    /// `mongodb://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("mongodb://127.0.0.1:{}", self.port)
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// SIGKILL: the server disappears at once (connections reset).
+    pub fn kill(&mut self) {
+        if self.frozen {
+            self.thaw();
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: the server keeps its sockets but answers nothing (a black hole).
+    pub fn freeze(&mut self) {
+        if let Some(pid) = self.pid() {
+            signal(pid, "STOP");
+            self.frozen = true;
+        }
+    }
+
+    /// SIGCONT.
+    pub fn thaw(&mut self) {
+        if let Some(pid) = self.pid() {
+            signal(pid, "CONT");
+            self.frozen = false;
+        }
+    }
+
+    /// Starts (again) on the same port and data, and waits until it accepts connections.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let child = match &self.kind {
+            ServerKind::FerretDb(bin) => Command::new(bin)
+                .arg("-listen-addr")
+                .arg(format!("127.0.0.1:{}", self.port))
+                .arg("-data-dir")
+                .arg(self.data.path())
+                .arg("-log-level")
+                .arg("error")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn(),
+            ServerKind::Mongod(bin) => Command::new(bin)
+                .arg("--port")
+                .arg(self.port.to_string())
+                .arg("--bind_ip")
+                .arg("127.0.0.1")
+                .arg("--dbpath")
+                .arg(self.data.path())
+                .arg("--quiet")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn(),
+        }
+        .expect("the database server binary could not be started");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until("the database to accept connections", || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+        })
+        .await;
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("kill(1) runs");
+    assert!(status.success(), "kill -{sig} {pid} failed");
+}
+
+/// Polls `cond` every 20 ms until it holds; fails the test after [`DEADLINE`].
+pub async fn wait_until<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if cond().await {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {DEADLINE:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Settings for a test service: port 0, fast detection, export off, a fixed JWT secret.
+pub fn test_settings(mongo_url: &str, overrides: &[(&str, &str)]) -> Settings {
+    let mut env: HashMap<String, String> = [
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("DB_NAME", &format!("aila_test_{}", uuid::Uuid::new_v4().simple())),
+        ("JWT_SECRET", "test-secret-for-the-harness"),
+        ("MONGO_HEARTBEAT_FREQ_MS", "500"),
+        ("MONGO_PING_INTERVAL_MS", "500"),
+        ("MONGO_PING_TIMEOUT_MS", "1000"),
+        ("MONGO_OPERATION_TIMEOUT_MS", "2000"),
+        ("MONGO_SERVER_SELECTION_TIMEOUT_MS", "2000"),
+        ("MONGO_CONNECT_TIMEOUT_MS", "2000"),
+        ("MONGO_MIN_POOL_SIZE", "0"),
+        ("RECONNECT_MAX_MS", "500"),
+        ("BREAKER_OPEN_MAX_MS", "1000"),
+        ("OTEL_SDK_DISABLED", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.insert("MONGO_URL".into(), mongo_url.into());
+    for (k, v) in overrides {
+        env.insert((*k).into(), (*v).into());
+    }
+    let nowhere = tempfile::tempdir().unwrap();
+    let sources = ConfigSources {
+        config_dir: nowhere.path().join("config"),
+        dotenv_path: nowhere.path().join(".env"),
+        env,
+    };
+    Settings::load(&sources).expect("test settings are valid")
+}
+
+/// The service running in-process, and an HTTP client for it.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// The HTTP client.
+    pub http: reqwest::Client,
+    /// The application (for shutdown and for reaching the gateway).
+    pub app: Option<Application>,
+    /// The database name.
+    pub db_name: String,
+}
+
+/// Starts the service against `mongo_url` with the test settings.
+pub async fn spawn_app(mongo_url: &str) -> TestApp {
+    spawn_app_with(mongo_url, &[]).await
+}
+
+/// Starts the service with extra settings.
+pub async fn spawn_app_with(mongo_url: &str, overrides: &[(&str, &str)]) -> TestApp {
+    let settings = test_settings(mongo_url, overrides);
+    let db_name = settings.mongo.db_name.clone();
+    let app = Application::start(settings, Metrics::new(), tracing::Span::none()).await.expect("the service starts");
+    TestApp {
+        address: format!("http://{}", app.address()),
+        http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
+        app: Some(app),
+        db_name,
+    }
+}
+
+/// A response: status, headers, JSON body (Null when not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// `body[key]` as str.
+    pub fn str(&self, key: &str) -> &str {
+        self.body[key].as_str().unwrap_or_else(|| panic!("no string `{key}` in {}", self.body))
+    }
+    /// The `detail` of an error.
+    pub fn detail(&self) -> &str {
+        self.str("detail")
+    }
+}
+
+impl TestApp {
+    /// The application.
+    pub fn app(&self) -> &Application {
+        self.app.as_ref().expect("the app is running")
+    }
+
+    /// Sends a request; `token` adds `Authorization: Bearer`.
+    pub async fn request(&self, method: &str, path: &str, body: Option<Value>, token: Option<&str>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{}", self.address, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("the service answers");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status, headers, body }
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.request("GET", path, None, token).await
+    }
+    /// POST JSON.
+    pub async fn post(&self, path: &str, body: Value, token: Option<&str>) -> Reply {
+        self.request("POST", path, Some(body), token).await
+    }
+    /// PUT JSON (or no body).
+    pub async fn put(&self, path: &str, body: Option<Value>, token: Option<&str>) -> Reply {
+        self.request("PUT", path, body, token).await
+    }
+    /// DELETE.
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+        self.request("DELETE", path, None, token).await
+    }
+
+    /// Waits until `/readiness` answers 200.
+    pub async fn wait_ready(&self) {
+        let url = format!("{}/readiness", self.address);
+        let http = self.http.clone();
+        wait_until("readiness 200", || {
+            let (http, url) = (http.clone(), url.clone());
+            async move { http.get(&url).send().await.map(|r| r.status().as_u16() == 200).unwrap_or(false) }
+        })
+        .await;
+    }
+
+    /// Waits until `/readiness` answers 503.
+    pub async fn wait_not_ready(&self) {
+        let url = format!("{}/readiness", self.address);
+        let http = self.http.clone();
+        wait_until("readiness 503", || {
+            let (http, url) = (http.clone(), url.clone());
+            async move { http.get(&url).send().await.map(|r| r.status().as_u16() == 503).unwrap_or(false) }
+        })
+        .await;
+    }
+
+    /// Registers a user and returns (token, user JSON).
+    pub async fn register(&self, email: &str) -> (String, Value) {
+        let r = self
+            .post(
+                "/api/auth/register",
+                json!({"email": email, "password": "Password123!", "first_name": "Ada", "last_name": "Lovelace", "gdpr_consent": true}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "register {email}: {:?}", r.body);
+        (r.str("access_token").to_string(), r.body["user"].clone())
+    }
+
+    /// Stops the service (readiness 503, drain, stop).
+    pub async fn stop(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await.unwrap();
+        }
+    }
+}
