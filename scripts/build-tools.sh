@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Builds the external dev/test servers from the pinned Go modules in tools/:
+#
+#   .tools/bin/ferretdb   tools/ferretdb (FerretDB, MongoDB wire protocol on SQLite)
+#   .tools/bin/jaeger     tools/jaeger   (Jaeger v2 all-in-one, in-memory storage)
+#
+# Usage: scripts/build-tools.sh [ferretdb|jaeger|all] [--force]   (default: ferretdb)
+#
+# Needs only Go (>= 1.24; an older `go` auto-downloads the required toolchain)
+# and access to the Go module proxy. A tool is skipped when its binary is newer
+# than every file of its module (go.mod, go.sum, *.go); --force rebuilds.
+# Env: GO=/path/to/go to pick the Go binary.
+set -euo pipefail
+
+usage() {
+	echo "usage: $0 [ferretdb|jaeger|all] [--force]" >&2
+	exit 2
+}
+
+target=""
+force=0
+for arg in "$@"; do
+	case "$arg" in
+	ferretdb | jaeger | all)
+		[[ -z "$target" ]] || usage
+		target="$arg"
+		;;
+	-f | --force) force=1 ;;
+	-h | --help) usage ;;
+	*) usage ;;
+	esac
+done
+target="${target:-ferretdb}"
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bin_dir="$repo/.tools/bin"
+
+go_bin="${GO:-}"
+if [[ -z "$go_bin" ]]; then
+	if command -v go >/dev/null 2>&1; then
+		go_bin="$(command -v go)"
+	elif [[ -x /usr/local/go/bin/go ]]; then
+		go_bin=/usr/local/go/bin/go
+	else
+		echo "build-tools: Go not found (put go on PATH or set GO=/path/to/go)" >&2
+		exit 1
+	fi
+fi
+
+# Succeeds if $1 (binary) exists and is newer than every module file in $2.
+is_up_to_date() {
+	local binary="$1" mod_dir="$2" f
+	[[ -x "$binary" ]] || return 1
+	for f in "$mod_dir"/go.mod "$mod_dir"/go.sum "$mod_dir"/*.go; do
+		[[ -e "$f" ]] || continue
+		[[ "$binary" -nt "$f" ]] || return 1
+	done
+	return 0
+}
+
+# build_tool NAME PACKAGE [extra go build args...]
+build_tool() {
+	local name="$1" pkg="$2"
+	shift 2
+	local mod_dir="$repo/tools/$name"
+	local out="$bin_dir/$name"
+
+	if [[ "$force" -eq 0 ]] && is_up_to_date "$out" "$mod_dir"; then
+		echo "build-tools: $name is up to date ($out); use --force to rebuild"
+		return 0
+	fi
+
+	mkdir -p "$bin_dir"
+	local tmp="$out.tmp.$$"
+	echo "build-tools: building $name ($pkg) ..."
+	local start=$SECONDS
+	# -mod=readonly: never rewrite the committed go.mod/go.sum.
+	# -buildvcs=false: do not depend on git state of the surrounding repo.
+	if ! (cd "$mod_dir" && "$go_bin" build -mod=readonly -buildvcs=false -trimpath "$@" -o "$tmp" "$pkg"); then
+		rm -f "$tmp"
+		echo "build-tools: building $name FAILED after $((SECONDS - start))s" >&2
+		return 1
+	fi
+	mv -f "$tmp" "$out"
+	local size
+	size="$(du -h "$out" | cut -f1)"
+	echo "build-tools: built $out ($size) in $((SECONDS - start))s"
+}
+
+build_ferretdb() {
+	# Our own main package embeds github.com/FerretDB/FerretDB/ferretdb.
+	# With our module as the main module, FerretDB's build/version package does
+	# not require build/version/version.txt, so no vendoring is needed.
+	build_tool ferretdb . -ldflags "-s -w"
+}
+
+build_jaeger() {
+	# Built straight from the module cache (tool directive in tools/jaeger/go.mod).
+	local version
+	version="$(cd "$repo/tools/jaeger" && "$go_bin" list -mod=readonly -m -f '{{.Version}}' github.com/jaegertracing/jaeger)"
+	build_tool jaeger github.com/jaegertracing/jaeger/cmd/jaeger \
+		-ldflags "-s -w -X github.com/jaegertracing/jaeger/internal/version.latestVersion=$version"
+}
+
+total_start=$SECONDS
+case "$target" in
+ferretdb) build_ferretdb ;;
+jaeger) build_jaeger ;;
+all)
+	build_ferretdb
+	build_jaeger
+	;;
+esac
+echo "build-tools: done in $((SECONDS - total_start))s"
