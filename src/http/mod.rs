@@ -5,22 +5,25 @@
 //! - [`security`]: bearer-token authentication.
 //! - [`error`]: the one error type and the JSON error shape.
 //! - [`observe`]: server spans, request metrics, request ids.
+//! - [`body_limit`]: request body size limit (413).
 //! - [`context`]: what handlers share.
 //!
 //! The API description is served at `/openapi.json`, and an interactive page at `/docs`.
 
 pub mod api;
+pub mod body_limit;
 pub mod context;
 pub mod error;
 pub mod observe;
 pub mod probes;
 pub mod security;
 
-use poem::middleware::{Cors, SizeLimit};
+use poem::middleware::Cors;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
 use context::AppContext;
+use body_limit::BodyLimit;
 use observe::Observe;
 use probes::ServiceApi;
 
@@ -49,7 +52,7 @@ pub fn build_endpoint(
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .nest("/", service)
-        .with(SizeLimit::new(body_limit_bytes))
+        .with(BodyLimit { max_bytes: body_limit_bytes })
         .with(cors)
         .data(ctx)
         .with(Observe { metrics })

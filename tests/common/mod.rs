@@ -45,9 +45,18 @@ fn server_kind() -> ServerKind {
     ServerKind::FerretDb(bin)
 }
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback, never the same twice in one test process (a port reserved
+/// for a database that starts later must not be handed to another test meanwhile).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A database server process owned by the test.
@@ -147,6 +156,10 @@ impl Database {
             tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
         })
         .await;
+        // The port answering must be our process, not another one that took the port.
+        if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            panic!("the database server exited at start ({status}); is port {port} taken by another process?");
+        }
     }
 }
 

@@ -1,0 +1,12 @@
+//! The service against a real database process that dies, freezes and comes back.
+//!
+//! Every test starts its own FerretDB (or `mongod` from `MONGOD_BIN`) and its own service
+//! on port 0, and waits on conditions with deadlines, never on fixed sleeps.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod capture;
+mod outage;
+mod process;
+mod startup;
