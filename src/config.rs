@@ -895,4 +895,42 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_readme_documents_every_setting_with_its_default() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        for s in SETTINGS {
+            let row = format!("| `{}` | `{}` | `{}` |", s.env, s.key, s.default);
+            assert!(
+                readme.contains(&row),
+                "README.md lacks the row for {}: {row}",
+                s.env
+            );
+        }
+    }
+
+    #[test]
+    fn the_shipped_default_toml_matches_the_built_in_defaults() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let s = ConfigSources {
+            config_dir: dir.clone(),
+            dotenv_path: dir.join("no-such.env"),
+            env: [("APP_ENV".to_string(), "none".to_string())].into(),
+        };
+        let shipped = Settings::load(&s).unwrap();
+        let (_d, bare) = sources(&[("APP_ENV", "none")]);
+        let built_in = Settings::load(&bare).unwrap();
+        let strip = |cfg: &Settings| {
+            let mut cfg = cfg.clone();
+            cfg.load_report.clear();
+            format!("{cfg:?}")
+        };
+        assert_eq!(strip(&shipped), strip(&built_in));
+        assert!(
+            shipped
+                .load_report
+                .iter()
+                .any(|l| l.contains("default.toml"))
+        );
+    }
 }

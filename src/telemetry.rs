@@ -114,7 +114,10 @@ impl Telemetry {
             .with_location(false)
             .with_threads(false);
         let fmt_layer = match settings.log.format {
-            LogFormat::Text => tracing_subscriber::fmt::layer().with_target(true).boxed(),
+            LogFormat::Text => tracing_subscriber::fmt::layer()
+                .with_target(true)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                .boxed(),
             LogFormat::Json => tracing_subscriber::fmt::layer()
                 .event_format(JsonWithTrace)
                 .boxed(),

@@ -24,6 +24,23 @@ pub enum ErrorClass {
     Rejected(&'static str),
 }
 
+/// A short description of a driver error, without the raw server reply the driver's own
+/// `Display` includes (callers still redact it).
+pub fn describe(err: &Error) -> String {
+    match err.kind.as_ref() {
+        ErrorKind::Command(c) => {
+            format!("server error {} ({}): {}", c.code, c.code_name, c.message)
+        }
+        ErrorKind::Write(WriteFailure::WriteError(w)) => {
+            format!("write error {}: {}", w.code, w.message)
+        }
+        ErrorKind::Write(WriteFailure::WriteConcernError(w)) => {
+            format!("write concern error {}: {}", w.code, w.message)
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Classifies a driver error.
 pub fn classify(err: &Error) -> ErrorClass {
     match err.kind.as_ref() {

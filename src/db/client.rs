@@ -95,7 +95,7 @@ pub async fn build_client(
         ClientBuildError(format!(
             "MONGO_URL {} is not usable: {}",
             settings.url.redacted(),
-            redactor.scrub(&e.to_string())
+            redactor.scrub(&super::classify::describe(&e))
         ))
     })?;
     options
@@ -113,7 +113,7 @@ pub async fn build_client(
         let signal = match event {
             SdamEvent::ServerHeartbeatSucceeded(_) => DriverSignal::HeartbeatSucceeded,
             SdamEvent::ServerHeartbeatFailed(e) => {
-                DriverSignal::HeartbeatFailed(scrub.scrub(&e.failure.to_string()))
+                DriverSignal::HeartbeatFailed(scrub.scrub(&super::classify::describe(&e.failure)))
             }
             SdamEvent::ServerDescriptionChanged(e)
                 if e.new_description.server_type() == ServerType::Unknown
@@ -134,7 +134,7 @@ pub async fn build_client(
     let client = Client::with_options(options).map_err(|e| {
         ClientBuildError(format!(
             "MongoDB client options refused: {}",
-            redactor.scrub(&e.to_string())
+            redactor.scrub(&super::classify::describe(&e))
         ))
     })?;
     Ok(BuiltClient {

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{Instrument, field::Empty};
 
-use super::classify::{ErrorClass, classify};
+use super::classify::{ErrorClass, classify, describe};
 use super::client::BuiltClient;
 use super::state::DbState;
 use crate::metrics::Metrics;
@@ -396,7 +396,7 @@ impl Gateway {
                 })
             }
             Err(Fault::Driver(e)) => {
-                let message = self.inner.redactor.scrub(&e.to_string());
+                let message = self.inner.redactor.scrub(&describe(&e));
                 if let mongodb::error::ErrorKind::Command(c) = e.kind.as_ref() {
                     span.record("db.response.status_code", c.code.to_string());
                 }

@@ -24,10 +24,14 @@ fn binary() -> Command {
 fn a_bad_port_stops_start_up_with_one_line_naming_key_and_value() {
     let out = binary().env("PORT", "eighty").output().unwrap();
     assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "{text}");
-    assert!(lines[0].contains("PORT") && lines[0].contains("eighty"), "{text}");
+    assert!(
+        lines[0].contains("PORT") && lines[0].contains("eighty"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -46,25 +50,47 @@ async fn the_port_answers_before_any_database_and_sigterm_exits_cleanly() {
     let url = format!("http://127.0.0.1:{port}/health");
     wait_until("the port to answer", || {
         let (http, url) = (http.clone(), url.clone());
-        async move { http.get(&url).send().await.map(|r| r.status() == 200).unwrap_or(false) }
+        async move {
+            http.get(&url)
+                .send()
+                .await
+                .map(|r| r.status() == 200)
+                .unwrap_or(false)
+        }
     })
     .await;
     // Far less than the driver's 10 s server-selection timeout the old service waited for.
-    assert!(started.elapsed() < Duration::from_secs(5), "port answered after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "port answered after {:?}",
+        started.elapsed()
+    );
 
-    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let exit = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "the service did not exit after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "the service did not exit after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(exit.success(), "exit status {exit:?}");
     let mut logs = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut logs).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
     assert!(logs.contains("SIGTERM received"), "{logs}");
     assert!(logs.contains("No .env file found"), "{logs}");
 }
@@ -84,29 +110,71 @@ async fn json_logs_carry_trace_and_span_ids() {
     let url = format!("http://127.0.0.1:{port}/health");
     wait_until("the port to answer", || {
         let (http, url) = (http.clone(), url.clone());
-        async move { http.get(&url).send().await.map(|r| r.status() == 200).unwrap_or(false) }
+        async move {
+            http.get(&url)
+                .send()
+                .await
+                .map(|r| r.status() == 200)
+                .unwrap_or(false)
+        }
     })
     .await;
     // Wait for at least one failed reconnect attempt, logged inside a span.
     wait_until("a reconnect attempt", || {
         let (http, url) = (http.clone(), url.clone());
         async move {
-            let Ok(r) = http.get(&url).send().await else { return false };
+            let Ok(r) = http.get(&url).send().await else {
+                return false;
+            };
             let v: serde_json::Value = r.json().await.unwrap_or_default();
             v["reconnect"]["attempt"].as_u64().unwrap_or(0) >= 2
         }
     })
     .await;
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let mut with_ids = 0;
     for line in text.lines().filter(|l| !l.is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        assert!(v["timestamp"].is_string() && v["level"].is_string() && v["message"].is_string(), "{line}");
-        if v["trace_id"].as_str().is_some_and(|t| t.len() == 32) && v["span_id"].as_str().is_some_and(|s| s.len() == 16) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["timestamp"].is_string() && v["level"].is_string() && v["message"].is_string(),
+            "{line}"
+        );
+        if v["trace_id"].as_str().is_some_and(|t| t.len() == 32)
+            && v["span_id"].as_str().is_some_and(|s| s.len() == 16)
+        {
             with_ids += 1;
         }
     }
     assert!(with_ids > 0, "no line carried trace ids:\n{text}");
+}
+
+#[test]
+fn without_the_ferretdb_build_the_tests_say_which_command_builds_it() {
+    // Run one database test of this very binary with the FerretDB binary missing.
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "startup::a_refused_ttl_index_is_a_warning_not_a_failure",
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env("FERRETDB_BIN", "/nonexistent/ferretdb")
+        .env_remove("MONGOD_BIN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let line = text
+        .lines()
+        .find(|l| l.contains("FerretDB is not built"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("scripts/build-tools.sh ferretdb"), "{line}");
 }

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: builds what is missing (FerretDB, Jaeger),
+# installs the Python packages the compatibility tests use (bcrypt, PyJWT), then runs
+# every Rust test against real server processes.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh -- NAME    # extra arguments go to `cargo test`
+#
+# MONGOD_BIN=/path/to/mongod makes the tests use a real mongod instead of FerretDB.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+if [[ -z "${MONGOD_BIN:-}" ]]; then
+	scripts/build-tools.sh ferretdb
+fi
+scripts/build-tools.sh jaeger
+
+if ! python3 -c 'import bcrypt, jwt' 2>/dev/null; then
+	echo "test: installing bcrypt and PyJWT for the compatibility tests"
+	python3 -m pip install --quiet --disable-pip-version-check bcrypt pyjwt
+fi
+
+[[ "${1:-}" == "--" ]] && shift
+cargo test --all-targets "$@"
