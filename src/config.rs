@@ -31,7 +31,7 @@ pub struct Setting {
     pub doc: &'static str,
 }
 
-/// Every setting the service reads. Keep in sync with [`RawSettings`] (a test checks it).
+/// Every setting the service reads. Keep in sync with `RawSettings` (a test checks it).
 pub const SETTINGS: &[Setting] = &[
     Setting {
         env: "APP_ENV",

@@ -54,6 +54,7 @@ async fn main() {
         tracing::warn!("{warning}");
     }
 
+    let stop = shutdown_signal();
     let app = match Application::start(settings, metrics, startup).await {
         Ok(app) => app,
         Err(e) => {
@@ -62,7 +63,7 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let result = app.run_until(shutdown_signal()).await;
+    let result = app.run_until(stop).await;
     telemetry.shutdown();
     if let Err(e) = result {
         tracing::error!("server error: {e}");

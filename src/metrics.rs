@@ -91,6 +91,8 @@ pub struct Metrics {
     pub db_up: Gauge,
     /// 1 while `/readiness` answers 200.
     pub ready: Gauge,
+    /// HTTP requests being served now.
+    pub http_requests_in_flight: Gauge,
     /// Trace exports that failed (spans dropped).
     pub trace_export_failures: Counter,
     /// Spans dropped by the exporter's queue.
@@ -120,6 +122,7 @@ impl Metrics {
         let ping_duration = latency_histogram();
         let db_up = Gauge::default();
         let ready = Gauge::default();
+        let http_requests_in_flight = Gauge::default();
         let trace_export_failures = Counter::default();
         let spans_dropped = Counter::default();
         registry.register_with_unit(
@@ -163,6 +166,11 @@ impl Metrics {
         registry.register("db_up", "1 while the database is connected", db_up.clone());
         registry.register("ready", "1 while /readiness answers 200", ready.clone());
         registry.register(
+            "http_server_requests_in_flight",
+            "HTTP requests being served now",
+            http_requests_in_flight.clone(),
+        );
+        registry.register(
             "trace_export_failures",
             "Failed trace exports (their spans are dropped)",
             trace_export_failures.clone(),
@@ -180,6 +188,20 @@ impl Metrics {
         for outcome in ["success", "failure"] {
             let _ = reconnect_attempts.get_or_create(&OutcomeLabels { outcome });
         }
+        // Every transition the breaker can make, at 0 from the start: the family is then
+        // always exposed, and Prometheus's increase() sees the first transition (a series
+        // that appears already at 1 counts as no increase).
+        for (from, to) in [
+            (BreakerState::Closed, BreakerState::Open),
+            (BreakerState::Open, BreakerState::HalfOpen),
+            (BreakerState::HalfOpen, BreakerState::Closed),
+            (BreakerState::HalfOpen, BreakerState::Open),
+        ] {
+            let _ = breaker_transitions.get_or_create(&TransitionLabels {
+                from: from.as_str(),
+                to: to.as_str(),
+            });
+        }
         Arc::new(Self {
             registry,
             http_request_duration,
@@ -191,6 +213,7 @@ impl Metrics {
             ping_duration,
             db_up,
             ready,
+            http_requests_in_flight,
             trace_export_failures,
             spans_dropped,
         })

@@ -34,6 +34,7 @@ pub struct Application {
     shutdown_tx: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     background: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
     drain: Duration,
 }
 
@@ -67,14 +68,20 @@ impl Application {
             },
             move |t| {
                 breaker_metrics.breaker_transition(t);
-                let open_for_ms = t.open_for.map(|d| d.as_millis() as u64);
-                tracing::info!(
+                let open_for_ms = t.open_for.map(|d| d.as_millis() as i64);
+                // A short span of its own, so the transition reaches the trace backend even
+                // when no span is current (the supervisor tripping the breaker between two
+                // pings); inside a request or a ping it nests under that span.
+                let span = tracing::info_span!(
+                    "circuit_breaker.transition",
                     breaker.from = t.from.as_str(),
                     breaker.to = t.to.as_str(),
                     breaker.reason = %t.reason,
                     breaker.open_for_ms = open_for_ms,
-                    "{t}"
                 );
+                // The span carries the fields; the event (a span event in traces, the log
+                // line) says it in words: `circuit breaker closed => open (5 consecutive failures)`.
+                span.in_scope(|| tracing::info!("{t}"));
             },
         );
         let gateway = Gateway::new(
@@ -136,11 +143,17 @@ impl Application {
 
         // Then the database, in the background, inside the start-up trace.
         let mut supervisor = Supervisor::new(
-            gateway,
+            gateway.clone(),
             settings.mongo.clone(),
             settings.reconnect.clone(),
             state_tx,
             metrics,
+            shutdown_rx.clone(),
+        );
+        // Expired preview sessions: FerretDB refuses TTL indexes, so the service sweeps.
+        let sweeper = crate::repo::preview::spawn_sweeper(
+            gateway.clone(),
+            Duration::from_millis(settings.preview.sweep_interval_ms),
             shutdown_rx.clone(),
         );
         let db_name = settings.mongo.db_name.clone();
@@ -163,6 +176,7 @@ impl Application {
             shutdown_tx,
             server,
             background,
+            sweeper,
             drain,
         })
     }
@@ -198,6 +212,7 @@ impl Application {
         };
         self.background.abort();
         let _ = self.background.await;
+        let _ = self.sweeper.await;
         tracing::info!("server stopped");
         result
     }
@@ -212,24 +227,30 @@ impl Application {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Installs the SIGTERM and SIGINT handlers now (so a signal that arrives while starting
+/// is not lost) and returns a future that resolves on the first of them.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                },
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    tracing::info!("SIGINT received");
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received"),
-        _ = term => tracing::info!("SIGTERM received"),
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("SIGINT received");
     }
 }

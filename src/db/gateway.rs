@@ -301,7 +301,7 @@ impl Gateway {
             span.record("db.collection.name", collection);
         }
         if let Some(port) = target.server_port {
-            span.record("server.port", port);
+            span.record("server.port", i64::from(port));
         }
         let fail_span = |kind: &str| {
             span.record("error.type", kind);
@@ -369,9 +369,7 @@ impl Gateway {
             }
             Err(Fault::Timeout) => {
                 let message = format!("no answer within {} ms", deadline.as_millis());
-                permit.record(Outcome::Failure(format!(
-                    "{operation} {collection}: {message}"
-                )));
+                permit.record(Outcome::Failure(format!("{span_name}: {message}")));
                 self.inner
                     .metrics
                     .db_operation(operation, metric_collection, "failure", took);

@@ -323,7 +323,8 @@ impl Supervisor {
             if self.sleep_or_shutdown(delay).await {
                 return;
             }
-            let span = tracing::info_span!("db.client.configure", attempt = self.attempt);
+            let span =
+                tracing::info_span!("db.client.configure", attempt = i64::from(self.attempt));
             self.configure_once().instrument(span).await;
         }
         let mut breaker = self.gateway.breaker().subscribe();
@@ -379,7 +380,7 @@ impl Supervisor {
                     let attempt = self.attempt;
                     let span = tracing::info_span!(
                         "db.reconnect",
-                        attempt,
+                        attempt = i64::from(attempt),
                         db.ping.latency_ms = tracing::field::Empty,
                         db.connect.result = tracing::field::Empty
                     );

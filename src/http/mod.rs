@@ -22,9 +22,9 @@ use poem::middleware::Cors;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
-use context::AppContext;
 use body_limit::BodyLimit;
-use observe::Observe;
+use context::AppContext;
+use observe::{Observe, RouteTemplates};
 use probes::ServiceApi;
 
 /// Builds the whole application endpoint.
@@ -34,6 +34,7 @@ pub fn build_endpoint(
     cors_allowed_origins: &str,
 ) -> impl Endpoint + 'static {
     let apis = (ServiceApi { ctx: ctx.clone() }, api::all(&ctx));
+    let templates = RouteTemplates::of(&apis);
     let service = OpenApiService::new(apis, "AÏLA API", env!("CARGO_PKG_VERSION"))
         .description(api::DESCRIPTION);
     let spec = service.spec_endpoint();
@@ -50,10 +51,13 @@ pub fn build_endpoint(
     let metrics = ctx.metrics.clone();
     Route::new()
         .at("/openapi.json", spec)
+        .at("/api/", poem::get(probes::api_root_with_slash))
         .nest("/docs", docs)
         .nest("/", service)
-        .with(BodyLimit { max_bytes: body_limit_bytes })
+        .with(BodyLimit {
+            max_bytes: body_limit_bytes,
+        })
         .with(cors)
         .data(ctx)
-        .with(Observe { metrics })
+        .with(Observe { metrics, templates })
 }

@@ -7,9 +7,11 @@
 //! template poem matched (`/api/persons/{id}`), never the raw path, so metric labels stay
 //! low-cardinality.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use opentelemetry::propagation::Extractor;
+use opentelemetry::trace::TraceContextExt;
 use poem::PathPattern;
 use poem::http::HeaderValue;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
@@ -27,6 +29,8 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub struct Observe {
     /// Where request durations go.
     pub metrics: Arc<Metrics>,
+    /// The route templates of the API description.
+    pub templates: RouteTemplates,
 }
 
 impl<E: Endpoint> Middleware<E> for Observe {
@@ -35,6 +39,7 @@ impl<E: Endpoint> Middleware<E> for Observe {
         ObserveEndpoint {
             inner: ep,
             metrics: self.metrics.clone(),
+            templates: self.templates.clone(),
         }
     }
 }
@@ -43,6 +48,49 @@ impl<E: Endpoint> Middleware<E> for Observe {
 pub struct ObserveEndpoint<E> {
     inner: E,
     metrics: Arc<Metrics>,
+    templates: RouteTemplates,
+}
+
+/// Route templates named as the API description names them. poem-openapi registers
+/// `/api/persons/:id` with poem as `/api/persons/:param0`, so the pattern poem reports says
+/// `param0`; the API's metadata gives back `/api/persons/{id}`.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTemplates(Arc<HashMap<String, String>>);
+
+impl RouteTemplates {
+    /// The templates of every path of `apis`.
+    pub fn of<T: poem_openapi::OpenApi>(_apis: &T) -> Self {
+        let mut map = HashMap::new();
+        for api in T::meta() {
+            for path in api.paths {
+                let mut n = 0;
+                let registered = path
+                    .path
+                    .split('/')
+                    .map(|seg| {
+                        if seg.starts_with('{') && seg.ends_with('}') {
+                            n += 1;
+                            format!(":param{}", n - 1)
+                        } else {
+                            seg.to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("/");
+                map.insert(registered, path.path);
+            }
+        }
+        Self(Arc::new(map))
+    }
+
+    /// The template for the pattern poem matched: `/api/persons/{id}`; `unmatched` when no
+    /// route matched (an empty pattern is a nest's root that matched nothing inside).
+    pub fn template(&self, pattern: Option<&str>) -> String {
+        match pattern {
+            None | Some("") => "unmatched".to_string(),
+            Some(p) => self.0.get(p).cloned().unwrap_or_else(|| route_template(p)),
+        }
+    }
 }
 
 struct HeaderExtractor<'a>(&'a poem::http::HeaderMap);
@@ -105,7 +153,9 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         }
         let _ = span.set_parent(parent);
 
+        self.metrics.http_requests_in_flight.inc();
         let outcome = self.inner.call(req).instrument(span.clone()).await;
+        self.metrics.http_requests_in_flight.dec();
         let (mut response, pattern) = match outcome {
             Ok(r) => {
                 let resp = r.into_response();
@@ -121,13 +171,16 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
             }
         };
         let status = response.status().as_u16();
-        let route = pattern
-            .as_deref()
-            .map(route_template)
-            .unwrap_or_else(|| "unmatched".to_string());
-        span.record("otel.name", format!("{method} {route}"));
+        let route = self.templates.template(pattern.as_deref());
+        // The route is known only now, after the span started: tracing-opentelemetry applies
+        // a late `otel.name` only to spans not started yet, so rename the OpenTelemetry span
+        // itself too (the field keeps the name for log lines).
+        let name = format!("{method} {route}");
+        span.context().span().update_name(name.clone());
+        span.record("otel.name", name);
         span.record("http.route", route.as_str());
-        span.record("http.response.status_code", status);
+        // As an integer attribute: tracing's u64 values reach OpenTelemetry as strings.
+        span.record("http.response.status_code", i64::from(status));
         if status >= 500 {
             span.record("otel.status_code", "ERROR");
         }
@@ -158,5 +211,31 @@ mod tests {
             "/api/preview/{token}/person"
         );
         assert_eq!(route_template("/health"), "/health");
+    }
+
+    struct Api;
+
+    #[poem_openapi::OpenApi]
+    impl Api {
+        #[oai(path = "/things/:thing_id/parts/:part", method = "get")]
+        async fn part(
+            &self,
+            thing_id: poem_openapi::param::Path<String>,
+            part: poem_openapi::param::Path<String>,
+        ) -> poem_openapi::payload::PlainText<String> {
+            poem_openapi::payload::PlainText(format!("{}{}", thing_id.0, part.0))
+        }
+    }
+
+    #[test]
+    fn templates_come_from_the_api_description_not_poem_openapi_param_names() {
+        let t = RouteTemplates::of(&Api);
+        assert_eq!(
+            t.template(Some("/things/:param0/parts/:param1")),
+            "/things/{thing_id}/parts/{part}"
+        );
+        assert_eq!(t.template(Some("/docs")), "/docs");
+        assert_eq!(t.template(Some("")), "unmatched");
+        assert_eq!(t.template(None), "unmatched");
     }
 }

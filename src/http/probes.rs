@@ -215,6 +215,13 @@ pub struct ServiceApi {
     pub ctx: AppContext,
 }
 
+/// `GET /api/` exactly as the old service spelled it (outside the API description, which
+/// lists it as `/api`).
+#[poem::handler]
+pub fn api_root_with_slash() -> Json<ServiceInfo> {
+    info()
+}
+
 fn info() -> Json<ServiceInfo> {
     Json(ServiceInfo {
         message: "AÏLA - Arbre Généalogique API".into(),
@@ -230,8 +237,9 @@ impl ServiceApi {
         info()
     }
 
-    /// Service name and version (old path).
-    #[oai(path = "/api/", method = "get")]
+    /// Service name and version (old path; also answered with the trailing slash, `/api/`,
+    /// which poem-openapi would otherwise normalise away).
+    #[oai(path = "/api", method = "get")]
     async fn api_root(&self) -> Json<ServiceInfo> {
         info()
     }
@@ -264,6 +272,8 @@ impl ServiceApi {
     /// Prometheus metrics (text exposition format).
     #[oai(path = "/metrics", method = "get")]
     async fn metrics(&self) -> PlainText<String> {
+        let ready = health_report(&self.ctx).ready;
+        self.ctx.metrics.ready.set(i64::from(ready));
         PlainText(self.ctx.metrics.encode())
     }
 }

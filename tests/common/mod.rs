@@ -51,7 +51,11 @@ pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
     loop {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         if !given.contains(&port) {
             given.push(port);
             return port;
@@ -78,7 +82,13 @@ impl Database {
 
     /// A server that is not running yet (its port is reserved by number only).
     pub fn unstarted() -> Database {
-        Database { kind: server_kind(), port: free_port(), data: tempfile::tempdir().unwrap(), child: None, frozen: false }
+        Database {
+            kind: server_kind(),
+            port: free_port(),
+            data: tempfile::tempdir().unwrap(),
+            child: None,
+            frozen: false,
+        }
     }
 
     /// `mongodb://127.0.0.1:PORT`.
@@ -153,12 +163,20 @@ impl Database {
         self.child = Some(child);
         let port = self.port;
         wait_until("the database to accept connections", || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
         })
         .await;
         // The port answering must be our process, not another one that took the port.
-        if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-            panic!("the database server exited at start ({status}); is port {port} taken by another process?");
+        if let Some(status) = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+        {
+            panic!(
+                "the database server exited at start ({status}); is port {port} taken by another process?"
+            );
         }
     }
 }
@@ -170,7 +188,11 @@ impl Drop for Database {
 }
 
 fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("kill(1) runs");
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill(1) runs");
     assert!(status.success(), "kill -{sig} {pid} failed");
 }
 
@@ -197,7 +219,10 @@ pub fn test_settings(mongo_url: &str, overrides: &[(&str, &str)]) -> Settings {
     let mut env: HashMap<String, String> = [
         ("HOST", "127.0.0.1"),
         ("PORT", "0"),
-        ("DB_NAME", &format!("aila_test_{}", uuid::Uuid::new_v4().simple())),
+        (
+            "DB_NAME",
+            &format!("aila_test_{}", uuid::Uuid::new_v4().simple()),
+        ),
         ("JWT_SECRET", "test-secret-for-the-harness"),
         ("MONGO_HEARTBEAT_FREQ_MS", "500"),
         ("MONGO_PING_INTERVAL_MS", "500"),
@@ -247,10 +272,15 @@ pub async fn spawn_app(mongo_url: &str) -> TestApp {
 pub async fn spawn_app_with(mongo_url: &str, overrides: &[(&str, &str)]) -> TestApp {
     let settings = test_settings(mongo_url, overrides);
     let db_name = settings.mongo.db_name.clone();
-    let app = Application::start(settings, Metrics::new(), tracing::Span::none()).await.expect("the service starts");
+    let app = Application::start(settings, Metrics::new(), tracing::Span::none())
+        .await
+        .expect("the service starts");
     TestApp {
         address: format!("http://{}", app.address()),
-        http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap(),
         app: Some(app),
         db_name,
     }
@@ -267,7 +297,9 @@ pub struct Reply {
 impl Reply {
     /// `body[key]` as str.
     pub fn str(&self, key: &str) -> &str {
-        self.body[key].as_str().unwrap_or_else(|| panic!("no string `{key}` in {}", self.body))
+        self.body[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no string `{key}` in {}", self.body))
     }
     /// The `detail` of an error.
     pub fn detail(&self) -> &str {
@@ -282,9 +314,17 @@ impl TestApp {
     }
 
     /// Sends a request; `token` adds `Authorization: Bearer`.
-    pub async fn request(&self, method: &str, path: &str, body: Option<Value>, token: Option<&str>) -> Reply {
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(method, format!("{}{}", self.address, path));
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.address, path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -296,7 +336,11 @@ impl TestApp {
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.unwrap();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// GET.
@@ -322,7 +366,13 @@ impl TestApp {
         let http = self.http.clone();
         wait_until("readiness 200", || {
             let (http, url) = (http.clone(), url.clone());
-            async move { http.get(&url).send().await.map(|r| r.status().as_u16() == 200).unwrap_or(false) }
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16() == 200)
+                    .unwrap_or(false)
+            }
         })
         .await;
     }
@@ -333,7 +383,13 @@ impl TestApp {
         let http = self.http.clone();
         wait_until("readiness 503", || {
             let (http, url) = (http.clone(), url.clone());
-            async move { http.get(&url).send().await.map(|r| r.status().as_u16() == 503).unwrap_or(false) }
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16() == 503)
+                    .unwrap_or(false)
+            }
         })
         .await;
     }

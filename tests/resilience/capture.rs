@@ -10,7 +10,10 @@ struct Sink;
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.get_or_init(Default::default).lock().unwrap().extend_from_slice(buf);
+        LOGS.get_or_init(Default::default)
+            .lock()
+            .unwrap()
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {

@@ -28,7 +28,10 @@ async fn a_killed_database_gives_fast_503s_and_the_service_recovers_by_itself() 
     let app = spawn_app(&db.url()).await;
     app.wait_ready().await;
     let t = token(&app);
-    assert_eq!(app.get("/api/auth/me", Some(&t)).await.detail(), "User not found");
+    assert_eq!(
+        app.get("/api/auth/me", Some(&t)).await.detail(),
+        "User not found"
+    );
 
     db.kill();
     app.wait_not_ready().await;
@@ -45,27 +48,61 @@ async fn a_killed_database_gives_fast_503s_and_the_service_recovers_by_itself() 
         assert_eq!(r.detail(), "Database temporarily unavailable");
         let secs: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
         assert!(secs >= 1);
-        let ms: u64 = r.headers["retry-after-ms"].to_str().unwrap().parse().unwrap();
-        assert!(ms >= 1 && ms <= 10_000, "{ms}");
+        let ms: u64 = r.headers["retry-after-ms"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=10_000).contains(&ms), "{ms}");
         // Far below the driver's server-selection timeout (2 s here, 10 s by default).
         assert!(took < Duration::from_millis(500), "503 took {took:?}");
     }
 
     wait_until("a failed reconnect attempt", || async {
-        app.get("/health", None).await.body["reconnect"]["attempt"].as_u64().unwrap_or(0) >= 1
+        app.get("/health", None).await.body["reconnect"]["attempt"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
     })
     .await;
     db.restart().await;
     app.wait_ready().await;
-    assert_eq!(app.get("/api/auth/me", Some(&t)).await.detail(), "User not found");
+    assert_eq!(
+        app.get("/api/auth/me", Some(&t)).await.detail(),
+        "User not found"
+    );
 
     let m = app.get("/metrics", None).await;
     assert_eq!(m.status, 200);
-    let text = reqwest::get(format!("{}/metrics", app.address)).await.unwrap().text().await.unwrap();
-    assert!(metric(&text, "aila_db_circuit_breaker_transitions_total{from=\"closed\",to=\"open\"}") >= 1.0, "{text}");
-    assert!(metric(&text, "aila_db_circuit_breaker_refused_calls_total") >= 10.0, "{text}");
-    assert!(metric(&text, "aila_db_reconnect_attempts_total{outcome=\"failure\"}") >= 1.0, "{text}");
-    assert_eq!(metric(&text, "aila_db_circuit_breaker_state{state=\"closed\"}"), 1.0, "{text}");
+    let text = reqwest::get(format!("{}/metrics", app.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metric(
+            &text,
+            "aila_db_circuit_breaker_transitions_total{from=\"closed\",to=\"open\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "aila_db_circuit_breaker_refused_calls_total") >= 10.0,
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "aila_db_reconnect_attempts_total{outcome=\"failure\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "aila_db_circuit_breaker_state{state=\"closed\"}"),
+        1.0,
+        "{text}"
+    );
     assert_eq!(metric(&text, "aila_db_up"), 1.0);
 }
 
@@ -81,12 +118,19 @@ async fn a_frozen_database_costs_a_caller_at_most_the_operation_deadline() {
     for _ in 0..6 {
         let started = Instant::now();
         let r = app.get("/api/auth/me", Some(&t)).await;
-        assert!(started.elapsed() < Duration::from_millis(2600), "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(2600),
+            "took {:?}",
+            started.elapsed()
+        );
         assert_eq!(r.status, 503, "{:?}", r.body);
     }
     app.wait_not_ready().await;
     // Once the breaker is open, refusals are immediate.
-    wait_until("the breaker to open", || async { app.get("/health", None).await.body["circuit_breaker"]["state"] == "open" }).await;
+    wait_until("the breaker to open", || async {
+        app.get("/health", None).await.body["circuit_breaker"]["state"] == "open"
+    })
+    .await;
     let started = Instant::now();
     assert_eq!(app.get("/api/auth/me", Some(&t)).await.status, 503);
     assert!(started.elapsed() < Duration::from_millis(300));
@@ -104,14 +148,69 @@ async fn reconnect_attempts_are_logged_with_number_error_and_delay() {
     db.kill();
     app.wait_not_ready().await;
     wait_until("two reconnect attempts", || async {
-        app.get("/health", None).await.body["reconnect"]["attempt"].as_u64().unwrap_or(0) >= 2
+        app.get("/health", None).await.body["reconnect"]["attempt"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2
     })
     .await;
     let logs = capture::text();
-    assert!(logs.contains("MongoDB reconnect attempt 1 failed"), "missing reconnect log");
+    assert!(
+        logs.contains("MongoDB reconnect attempt 1 failed"),
+        "missing reconnect log"
+    );
     assert!(logs.contains("next attempt in"), "missing next delay");
-    assert!(logs.contains("circuit breaker closed => open"), "missing transition log");
+    assert!(
+        logs.contains("circuit breaker closed => open"),
+        "missing transition log"
+    );
     db.restart().await;
     app.wait_ready().await;
     assert!(capture::text().contains("MongoDB connection successful after"));
+}
+
+#[tokio::test]
+async fn shutdown_turns_readiness_to_503_and_lets_in_flight_requests_finish() {
+    capture::install();
+    let mut db = Database::start().await;
+    let mut app = spawn_app(&db.url()).await;
+    app.wait_ready().await;
+    let t = token(&app);
+    // A request that will wait on a frozen database (up to the 2 s operation deadline).
+    db.freeze();
+    let (http, url) = (app.http.clone(), format!("{}/api/auth/me", app.address));
+    let in_flight = tokio::spawn(async move {
+        http.get(url)
+            .bearer_auth(t)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    wait_until("the request to be in flight", || async {
+        let text = reqwest::get(format!("{}/metrics", app.address))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        // The scrape itself is one request in flight.
+        metric(&text, "aila_http_server_requests_in_flight") >= 2.0
+    })
+    .await;
+    let ctx = app.app().context().clone();
+    app.stop().await;
+    let report = aila_api::http::probes::health_report(&ctx);
+    assert!(!report.ready);
+    assert!(
+        report
+            .not_ready_reasons
+            .iter()
+            .any(|r| r == "shutting down"),
+        "{:?}",
+        report.not_ready_reasons
+    );
+    assert_eq!(report.service, "shutting_down");
+    // The in-flight request got its answer (the deadline's 503), not a reset connection.
+    assert_eq!(in_flight.await.unwrap().unwrap(), 503);
+    db.thaw();
 }

@@ -16,7 +16,11 @@ async fn serves_health_without_a_database_and_readiness_says_why() {
     let started = Instant::now();
     let health = app.get("/health", None).await;
     assert_eq!(health.status, 200);
-    assert!(started.elapsed() < Duration::from_millis(500), "health took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "health took {:?}",
+        started.elapsed()
+    );
     assert_eq!(health.str("status"), "healthy");
     assert_ne!(health.str("database"), "connected");
     assert_eq!(health.headers["cache-control"], "no-store");
@@ -25,17 +29,28 @@ async fn serves_health_without_a_database_and_readiness_says_why() {
     let ready = app.get("/readiness", None).await;
     assert_eq!(ready.status, 503);
     assert_eq!(ready.body["ready"], false);
-    assert!(!ready.body["not_ready_reasons"].as_array().unwrap().is_empty());
+    assert!(
+        !ready.body["not_ready_reasons"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     // The reconnect loop counts its attempts and says when the next one is due.
     wait_until("a failed reconnect attempt to be published", || async {
         let h = app.get("/health", None).await;
-        h.body["reconnect"]["attempt"].as_u64().unwrap_or(0) >= 2 && h.body["reconnect"]["last_error"].is_string()
+        h.body["reconnect"]["attempt"].as_u64().unwrap_or(0) >= 2
+            && h.body["reconnect"]["last_error"].is_string()
     })
     .await;
     let root = app.get("/", None).await;
     assert_eq!(root.status, 200);
     assert_eq!(root.str("message"), "AÏLA - Arbre Généalogique API");
+    for path in ["/api/", "/api"] {
+        let r = app.get(path, None).await;
+        assert_eq!((path, r.status), (path, 200));
+        assert_eq!(r.str("message"), "AÏLA - Arbre Généalogique API");
+    }
 }
 
 #[tokio::test]
@@ -50,7 +65,11 @@ async fn health_answers_at_once_while_the_database_is_frozen() {
         let started = Instant::now();
         let h = app.get("/health", None).await;
         assert_eq!(h.status, 200);
-        assert!(started.elapsed() < Duration::from_millis(300), "health took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "health took {:?}",
+            started.elapsed()
+        );
     }
     app.wait_not_ready().await;
     let h = app.get("/health", None).await;
@@ -72,16 +91,31 @@ async fn a_database_that_appears_later_is_used_without_any_request_traffic() {
     assert_eq!(h.str("database"), "connected");
     assert_eq!(h.body["circuit_breaker"]["state"], "closed");
     assert!(h.body["last_ping_ms"].is_number());
-    let ensured: Vec<&str> = h.body["indexes"]["ensured"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let ensured: Vec<&str> = h.body["indexes"]["ensured"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert!(ensured.contains(&"users.email_1"), "{ensured:?}");
 
     // The indexes really exist in the database.
     let client = mongodb::Client::with_uri_str(db.url()).await.unwrap();
-    let users = client.database(&app.db_name).collection::<Document>("users");
+    let users = client
+        .database(&app.db_name)
+        .collection::<Document>("users");
     let names = users.list_index_names().await.unwrap();
     assert!(names.contains(&"email_1".to_string()), "{names:?}");
-    let notifications = client.database(&app.db_name).collection::<Document>("notifications");
-    assert!(notifications.list_index_names().await.unwrap().contains(&"user_id_1_read_1".to_string()));
+    let notifications = client
+        .database(&app.db_name)
+        .collection::<Document>("notifications");
+    assert!(
+        notifications
+            .list_index_names()
+            .await
+            .unwrap()
+            .contains(&"user_id_1_read_1".to_string())
+    );
 }
 
 #[tokio::test]
@@ -100,7 +134,13 @@ async fn a_refused_ttl_index_is_a_warning_not_a_failure() {
         assert_eq!(failed.len(), 1, "{failed:?}");
         assert_eq!(failed[0]["index"], "preview_sessions.expires_at_1");
         assert_eq!(failed[0]["required"], false);
-        assert!(h.body["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("TTL")));
+        assert!(
+            h.body["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w.as_str().unwrap().contains("TTL"))
+        );
     }
 }
 
@@ -108,14 +148,20 @@ async fn a_refused_ttl_index_is_a_warning_not_a_failure() {
 async fn an_unusable_url_is_reported_and_retried_with_the_password_hidden() {
     capture::install();
     let app = spawn_app_with("mongodb://aila:Sup3rS3cretPw@bad host name:notaport/x", &[]).await;
-    wait_until("not_configured to be published", || async { app.get("/health", None).await.body["database"] == "not_configured" }).await;
+    wait_until("not_configured to be published", || async {
+        app.get("/health", None).await.body["database"] == "not_configured"
+    })
+    .await;
     let h = app.get("/health", None).await;
     let text = h.body.to_string();
     assert!(text.contains("MONGO_URL"), "{text}");
     assert!(!text.contains("Sup3rS3cretPw"), "{text}");
     assert_eq!(app.get("/readiness", None).await.status, 503);
     wait_until("the client build to be retried", || async {
-        app.get("/health", None).await.body["reconnect"]["attempt"].as_u64().unwrap_or(0) >= 2
+        app.get("/health", None).await.body["reconnect"]["attempt"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2
     })
     .await;
     assert!(!capture::text().contains("Sup3rS3cretPw"));
@@ -126,19 +172,32 @@ async fn the_password_of_a_reachable_url_never_appears_in_logs_spans_or_health()
     capture::install();
     // A valid URL with credentials, to a server that is not there: errors will quote it.
     let db = Database::unstarted();
-    let url = format!("mongodb://aila:Pa55w0rdXyz@127.0.0.1:{}/?socketTimeoutMS=45000", db.port());
+    let url = format!(
+        "mongodb://aila:Pa55w0rdXyz@127.0.0.1:{}/?socketTimeoutMS=45000",
+        db.port()
+    );
     let app = spawn_app(&url).await;
     wait_until("a failed reconnect attempt", || async {
-        app.get("/health", None).await.body["reconnect"]["attempt"].as_u64().unwrap_or(0) >= 2
+        app.get("/health", None).await.body["reconnect"]["attempt"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2
     })
     .await;
     let h = app.get("/health", None).await;
     assert!(!h.body.to_string().contains("Pa55w0rdXyz"));
     // The Motor-era option was stripped with a warning instead of failing.
-    assert!(h.body["warnings"].to_string().contains("socketTimeoutMS"), "{}", h.body);
+    assert!(
+        h.body["warnings"].to_string().contains("socketTimeoutMS"),
+        "{}",
+        h.body
+    );
     let logs = capture::text();
     assert!(logs.contains("MongoDB client configured for database"));
-    assert!(!logs.contains("Pa55w0rdXyz"), "the password leaked into the logs");
+    assert!(
+        !logs.contains("Pa55w0rdXyz"),
+        "the password leaked into the logs"
+    );
 }
 
 #[tokio::test]
@@ -150,5 +209,8 @@ async fn an_ephemeral_jwt_secret_is_shown_in_health() {
     assert_eq!(h.str("jwt_secret"), "ephemeral");
     assert!(h.body["warnings"].to_string().contains("JWT_SECRET"));
     let configured = spawn_app(&db.url()).await;
-    assert_eq!(configured.get("/health", None).await.str("jwt_secret"), "configured");
+    assert_eq!(
+        configured.get("/health", None).await.str("jwt_secret"),
+        "configured"
+    );
 }

@@ -1,6 +1,24 @@
 //! The AÏLA API routes (`/api/...`), one module per resource. Every database call goes
 //! through the gateway; every error is an [`super::error::ApiError`].
 
+// Part A.
+pub mod auth;
+pub mod body;
+pub mod links;
+pub mod message;
+pub mod persons;
+pub mod tree;
+pub mod users;
+
+// Part B.
+pub mod collaborators;
+pub mod contributions;
+pub mod gdpr;
+pub mod locks;
+pub mod notifications;
+pub mod preview;
+pub mod shared_tree;
+
 use super::context::AppContext;
 
 /// The API description's introduction (shown at `/docs`).
@@ -12,5 +30,19 @@ contributions at 500 items, notifications at the 50 newest.";
 
 /// Every resource API, for the OpenAPI service.
 pub fn all(ctx: &AppContext) -> impl poem_openapi::OpenApi {
-    let _ = ctx;
+    (
+        // Part A.
+        auth::AuthApi { ctx: ctx.clone() },
+        users::UsersApi { ctx: ctx.clone() },
+        persons::PersonsApi { ctx: ctx.clone() },
+        links::LinksApi { ctx: ctx.clone() },
+        tree::TreeApi { ctx: ctx.clone() },
+        // Part B.
+        preview::PreviewApi::new(ctx.clone()),
+        collaborators::CollaboratorsApi::new(ctx.clone()),
+        contributions::ContributionsApi::new(ctx.clone()),
+        notifications::NotificationsApi { ctx: ctx.clone() },
+        shared_tree::SharedTreeApi { ctx: ctx.clone() },
+        gdpr::GdprApi { ctx: ctx.clone() },
+    )
 }

@@ -1,0 +1,297 @@
+//! `/api/auth`: registration, login and the current user.
+//!
+//! Emails are validated and stored lower-cased; passwords are hashed with bcrypt (`$2b$`,
+//! cost 12) on the blocking pool. Login answers the same 401 `Invalid email or password`
+//! whether the email is unknown or the password wrong, and spends the same bcrypt work in
+//! both cases, so neither the message nor the timing tells which emails are registered.
+//!
+//! Both registration and login claim the pending collaborator invitations addressed to the
+//! user's email: registration so an invitee sees the shared tree at once, login so a
+//! registration that failed after creating the user (the client saw a 503 and then
+//! "Email already registered") still converges.
+
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi, Tags};
+
+use super::body::JsonBody;
+use super::users::UserOut;
+use crate::auth::password;
+use crate::http::context::AppContext;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::security::BearerAuth;
+use crate::repo::collaborators;
+use crate::repo::users::{self, Created, NewUser};
+
+/// Shortest password, in characters.
+pub const PASSWORD_MIN_CHARS: usize = 6;
+/// Longest password, in bytes: bcrypt ignores anything beyond.
+pub const PASSWORD_MAX_BYTES: usize = 72;
+/// Longest email (RFC 5321).
+pub const EMAIL_MAX: usize = 254;
+
+/// A cost-12 hash of a password nobody has, verified when the email is unknown so a failed
+/// login always costs one bcrypt verification.
+/// Made with `bcrypt.hashpw(b"not-a-real-password-timing-equalizer", bcrypt.gensalt(12))`.
+const TIMING_EQUALIZER_HASH: &str = "$2b$12$0e2EudLs/wyV1Y7ILEeMyuEieFNe19OFHU063M.kiCok/R35DL7GW";
+
+/// API description tags.
+#[derive(Tags)]
+enum AuthTag {
+    /// Registration, login and the current user.
+    Auth,
+}
+
+/// `POST /api/auth/register` body.
+#[derive(Debug, Object)]
+pub struct RegisterBody {
+    /// Email address (stored lower-cased).
+    #[oai(validator(max_length = 254))]
+    pub email: String,
+    /// Password: at least 6 characters, at most 72 bytes.
+    #[oai(validator(min_length = 6, max_length = 72))]
+    pub password: String,
+    /// First name (1 to 200 characters).
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub first_name: String,
+    /// Last name (1 to 200 characters).
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub last_name: String,
+    /// Consent to the processing of personal data; must be true.
+    #[oai(default)]
+    pub gdpr_consent: bool,
+}
+
+/// `POST /api/auth/login` body.
+#[derive(Debug, Object)]
+pub struct LoginBody {
+    /// Email address (compared lower-cased).
+    #[oai(validator(max_length = 254))]
+    pub email: String,
+    /// Password.
+    #[oai(validator(max_length = 1024))]
+    pub password: String,
+}
+
+/// A token and its user.
+#[derive(Debug, Object)]
+pub struct AuthResponse {
+    /// HS256 JWT, valid 7 days; send it as `Authorization: Bearer <token>`.
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: String,
+    /// The user.
+    pub user: UserOut,
+}
+
+/// `raw` as a stored email: trimmed, lower-cased, and shaped like `local@domain.tld`.
+pub fn parse_email(raw: &str) -> Result<String, String> {
+    let invalid = || format!("email: `{}` is not a valid email address", raw.trim());
+    let email = raw.trim().to_lowercase();
+    if email.is_empty() || email.len() > EMAIL_MAX {
+        return Err(invalid());
+    }
+    let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        });
+    if local_ok && domain_ok {
+        Ok(email)
+    } else {
+        Err(invalid())
+    }
+}
+
+/// Checks the password rules: at least [`PASSWORD_MIN_CHARS`] characters, at most
+/// [`PASSWORD_MAX_BYTES`] bytes.
+pub fn check_password(password: &str) -> Result<(), String> {
+    if password.chars().count() < PASSWORD_MIN_CHARS {
+        return Err(format!(
+            "password: use at least {PASSWORD_MIN_CHARS} characters"
+        ));
+    }
+    if password.len() > PASSWORD_MAX_BYTES {
+        return Err(format!(
+            "password: use at most {PASSWORD_MAX_BYTES} bytes (bcrypt ignores anything longer)"
+        ));
+    }
+    Ok(())
+}
+
+/// A name trimmed, or an error naming `field` when it is blank.
+fn parse_name(field: &str, raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        Err(format!("{field}: must not be blank"))
+    } else {
+        Ok(name.to_string())
+    }
+}
+
+fn invalid_login() -> ApiError {
+    ApiError::unauthorized("Invalid email or password")
+}
+
+/// The auth routes.
+pub struct AuthApi {
+    /// Shared state.
+    pub ctx: AppContext,
+}
+
+impl AuthApi {
+    fn respond(&self, user: &users::UserDoc) -> Json<AuthResponse> {
+        Json(AuthResponse {
+            access_token: self.ctx.tokens.issue(&user.id.to_hex()),
+            token_type: "bearer".into(),
+            user: UserOut::from(user),
+        })
+    }
+}
+
+#[OpenApi(prefix_path = "/api", tag = "AuthTag::Auth")]
+impl AuthApi {
+    /// Create an account.
+    ///
+    /// The very first user of the database becomes `admin` (exactly one, even under
+    /// simultaneous registrations), everyone after that `member`. Pending collaborator
+    /// invitations addressed to this email are accepted. 400 `GDPR consent is required`;
+    /// 400 `Email already registered`; 422 for an invalid email, a password shorter than 6
+    /// characters or longer than 72 bytes, or a blank name.
+    #[oai(path = "/auth/register", method = "post")]
+    async fn register(&self, body: JsonBody<RegisterBody>) -> ApiResult<Json<AuthResponse>> {
+        let body = body.0;
+        let email = parse_email(&body.email).map_err(ApiError::unprocessable)?;
+        check_password(&body.password).map_err(ApiError::unprocessable)?;
+        let first_name =
+            parse_name("first_name", &body.first_name).map_err(ApiError::unprocessable)?;
+        let last_name =
+            parse_name("last_name", &body.last_name).map_err(ApiError::unprocessable)?;
+        if !body.gdpr_consent {
+            return Err(ApiError::bad_request("GDPR consent is required"));
+        }
+        let gw = &self.ctx.gateway;
+        // Checked before hashing so a taken email costs no bcrypt work; `create` checks
+        // again and the unique index settles a race.
+        if users::find_by_email(gw, &email).await?.is_some() {
+            return Err(ApiError::bad_request("Email already registered"));
+        }
+        let password_hash = password::hash(body.password)
+            .await
+            .map_err(ApiError::internal)?;
+        let created = users::create(
+            gw,
+            NewUser {
+                email: email.clone(),
+                password_hash,
+                first_name,
+                last_name,
+                gdpr_consent: true,
+            },
+        )
+        .await?;
+        let user = match created {
+            Created::User(user) => user,
+            Created::EmailTaken => {
+                return Err(ApiError::bad_request("Email already registered"));
+            }
+        };
+        collaborators::claim_invitations(gw, &email, &user.id.to_hex()).await?;
+        tracing::info!(user.id = %user.id, user.role = %user.role(), "user registered");
+        Ok(self.respond(&user))
+    }
+
+    /// Log in.
+    ///
+    /// 401 `Invalid email or password`, the same whether the email is unknown or the
+    /// password wrong.
+    #[oai(path = "/auth/login", method = "post")]
+    async fn login(&self, body: JsonBody<LoginBody>) -> ApiResult<Json<AuthResponse>> {
+        let body = body.0;
+        let gw = &self.ctx.gateway;
+        let user = users::find_by_email(gw, &body.email).await?;
+        let hash = user
+            .as_ref()
+            .map(|u| u.password_hash.clone())
+            .unwrap_or_else(|| TIMING_EQUALIZER_HASH.to_string());
+        let matches = password::verify(body.password, hash).await;
+        let user = match user {
+            Some(user) if matches => user,
+            _ => return Err(invalid_login()),
+        };
+        collaborators::claim_invitations(gw, &user.email, &user.id.to_hex()).await?;
+        Ok(self.respond(&user))
+    }
+
+    /// The current user.
+    #[oai(path = "/auth/me", method = "get")]
+    async fn me(&self, auth: BearerAuth) -> ApiResult<Json<UserOut>> {
+        Ok(Json(UserOut::from(&auth.0.user)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_lower_cased_and_checked() {
+        assert_eq!(
+            parse_email("  Ada.Lovelace+tree@Example.ORG ").unwrap(),
+            "ada.lovelace+tree@example.org"
+        );
+        assert_eq!(parse_email("zoé@exemple.fr").unwrap(), "zoé@exemple.fr");
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.org",
+            "ada@example",
+            "ada@@example.org",
+            "ada@exa mple.org",
+            "a..b@example.org",
+            "ada@-example.org",
+            "ada@example..org",
+        ] {
+            let err = parse_email(bad).unwrap_err();
+            assert!(err.starts_with("email:"), "{bad}: {err}");
+        }
+        assert!(parse_email(&format!("{}@example.org", "a".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn password_rules() {
+        assert!(check_password("123456").is_ok());
+        assert!(
+            check_password("12345")
+                .unwrap_err()
+                .starts_with("password:")
+        );
+        assert!(check_password(&"a".repeat(72)).is_ok());
+        assert!(check_password(&"a".repeat(73)).is_err());
+        // 36 two-byte characters are 72 bytes; 37 are too many.
+        assert!(check_password(&"é".repeat(36)).is_ok());
+        assert!(check_password(&"é".repeat(37)).is_err());
+    }
+
+    #[test]
+    fn blank_names_are_refused() {
+        assert_eq!(parse_name("first_name", " Ada ").unwrap(), "Ada");
+        assert_eq!(
+            parse_name("last_name", "  ").unwrap_err(),
+            "last_name: must not be blank"
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! `/api/persons`: the persons of the caller's tree, and the person object other routes
+//! answer ([`PersonOut`]).
+//!
+//! Reading is for the owner only (someone else's person is 404, as if it did not exist);
+//! changing and deleting are for the owner or an admin (403 otherwise). Deleting a person
+//! deletes its links first.
+
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi, Tags};
+
+use super::body::JsonBody;
+use super::message::Message;
+use crate::domain::enums::Gender;
+use crate::domain::ids::parse_object_id;
+use crate::domain::person::{PersonInput, PersonUpdate};
+use crate::domain::time::iso;
+use crate::http::context::AppContext;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::security::{AuthUser, BearerAuth};
+use crate::repo::persons::{self, PersonDoc};
+
+/// API description tags.
+#[derive(Tags)]
+enum PersonsTag {
+    /// The persons of the caller's tree.
+    Persons,
+}
+
+/// A person as the API shows it.
+#[derive(Debug, Clone, Object)]
+pub struct PersonOut {
+    /// Id (24 hex digits).
+    pub id: String,
+    /// The tree owner's user id.
+    pub user_id: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// `male`, `female` or `unknown`.
+    pub gender: Gender,
+    /// Birth date as typed.
+    pub birth_date: Option<String>,
+    /// Birth place.
+    pub birth_place: Option<String>,
+    /// Death date as typed.
+    pub death_date: Option<String>,
+    /// Death place.
+    pub death_place: Option<String>,
+    /// Photo, base64.
+    pub photo: Option<String>,
+    /// Notes.
+    pub notes: Option<String>,
+    /// Geographic branch.
+    pub geographic_branch: Option<String>,
+    /// Creation time (ISO-8601, UTC); null for old documents without one.
+    pub created_at: Option<String>,
+    /// Always false for persons of a tree.
+    pub is_preview: bool,
+}
+
+impl From<&PersonDoc> for PersonOut {
+    fn from(p: &PersonDoc) -> Self {
+        PersonOut {
+            id: p.id.to_hex(),
+            user_id: p.user_id.clone(),
+            first_name: p.first_name.clone(),
+            last_name: p.last_name.clone(),
+            gender: p.gender(),
+            birth_date: p.birth_date.clone(),
+            birth_place: p.birth_place.clone(),
+            death_date: p.death_date.clone(),
+            death_place: p.death_place.clone(),
+            photo: p.photo.clone(),
+            notes: p.notes.clone(),
+            geographic_branch: p.geographic_branch.clone(),
+            created_at: p.created_at.map(iso),
+            is_preview: p.is_preview,
+        }
+    }
+}
+
+fn person_not_found() -> ApiError {
+    ApiError::not_found("Person not found")
+}
+
+/// Names of an update trimmed; a blank name is refused with the field's name.
+fn normalized_update(mut update: PersonUpdate) -> Result<PersonUpdate, String> {
+    for (field, value) in [
+        ("first_name", &mut update.first_name),
+        ("last_name", &mut update.last_name),
+    ] {
+        if let Some(v) = value {
+            *v = v.trim().to_string();
+            if v.is_empty() {
+                return Err(format!("{field} must not be blank"));
+            }
+        }
+    }
+    Ok(update)
+}
+
+/// The person the path names, if the caller may change it: 404 when it does not exist
+/// (or the id is malformed), 403 unless the caller owns it or is an admin.
+async fn changeable(ctx: &AppContext, user: &AuthUser, id: &str) -> ApiResult<PersonDoc> {
+    let id = parse_object_id(id).ok_or_else(person_not_found)?;
+    let person = persons::find_by_id(&ctx.gateway, id)
+        .await?
+        .ok_or_else(person_not_found)?;
+    if person.user_id != user.id_hex() && !user.is_admin() {
+        return Err(ApiError::forbidden(
+            "Not allowed: only the tree's owner or an admin may change this person",
+        ));
+    }
+    Ok(person)
+}
+
+/// The person routes.
+pub struct PersonsApi {
+    /// Shared state.
+    pub ctx: AppContext,
+}
+
+#[OpenApi(prefix_path = "/api", tag = "PersonsTag::Persons")]
+impl PersonsApi {
+    /// Add a person to the caller's tree.
+    ///
+    /// Unknown fields are ignored. 422 for a blank name, an invalid gender or an over-long
+    /// field (the photo, base64, may be up to 7 MiB; bodies over the request limit get 413).
+    #[oai(path = "/persons", method = "post")]
+    async fn create(
+        &self,
+        auth: BearerAuth,
+        body: JsonBody<PersonInput>,
+    ) -> ApiResult<Json<PersonOut>> {
+        let input = body.0.normalized().map_err(ApiError::unprocessable)?;
+        let person = persons::insert(&self.ctx.gateway, &auth.0.id_hex(), input, false).await?;
+        Ok(Json(PersonOut::from(&person)))
+    }
+
+    /// The caller's persons.
+    ///
+    /// Oldest first, at most 500.
+    #[oai(path = "/persons", method = "get")]
+    async fn list(&self, auth: BearerAuth) -> ApiResult<Json<Vec<PersonOut>>> {
+        let all =
+            persons::list_for_owner(&self.ctx.gateway, &auth.0.id_hex(), self.ctx.limits.items)
+                .await?;
+        Ok(Json(all.iter().map(PersonOut::from).collect()))
+    }
+
+    /// One of the caller's persons.
+    ///
+    /// 404 `Person not found` when it does not exist or belongs to another tree.
+    #[oai(path = "/persons/:id", method = "get")]
+    async fn get(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<PersonOut>> {
+        let id = parse_object_id(&id.0).ok_or_else(person_not_found)?;
+        let person = persons::find_owned(&self.ctx.gateway, id, &auth.0.id_hex())
+            .await?
+            .ok_or_else(person_not_found)?;
+        Ok(Json(PersonOut::from(&person)))
+    }
+
+    /// Change some fields of a person.
+    ///
+    /// Only the fields present change. 400 `No data to update` for an empty update; 403
+    /// unless the caller owns the person or is an admin; 404 `Person not found`.
+    #[oai(path = "/persons/:id", method = "put")]
+    async fn update(
+        &self,
+        auth: BearerAuth,
+        id: Path<String>,
+        body: JsonBody<PersonUpdate>,
+    ) -> ApiResult<Json<PersonOut>> {
+        let person = changeable(&self.ctx, &auth.0, &id.0).await?;
+        let update = normalized_update(body.0).map_err(ApiError::unprocessable)?;
+        if update.is_empty() {
+            return Err(ApiError::bad_request("No data to update"));
+        }
+        let updated = persons::update(&self.ctx.gateway, person.id, &update)
+            .await?
+            .ok_or_else(person_not_found)?;
+        Ok(Json(PersonOut::from(&updated)))
+    }
+
+    /// Delete a person and every link that names it.
+    ///
+    /// 403 unless the caller owns the person or is an admin; 404 `Person not found`.
+    #[oai(path = "/persons/:id", method = "delete")]
+    async fn delete(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<Message>> {
+        let person = changeable(&self.ctx, &auth.0, &id.0).await?;
+        persons::delete_with_links(&self.ctx.gateway, person.id).await?;
+        Ok(Message::json("Person deleted"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_names_are_trimmed_and_not_blank() {
+        let u = normalized_update(PersonUpdate {
+            first_name: Some(" Ada ".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(u.first_name.as_deref(), Some("Ada"));
+        let err = normalized_update(PersonUpdate {
+            last_name: Some("  ".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err, "last_name must not be blank");
+    }
+}

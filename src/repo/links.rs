@@ -1,0 +1,198 @@
+//! The `family_links` collection: typed links between two persons of the same tree
+//! (`user_id` is the owner's hex id; person ids are hex strings).
+//!
+//! Callers check that both persons belong to the tree before inserting
+//! ([`both_persons_owned`]); deleting a person deletes its links first
+//! ([`delete_for_person`], called by [`super::persons::delete_with_links`]).
+
+use bson::oid::ObjectId;
+use bson::{Bson, doc};
+use futures::TryStreamExt;
+use mongodb::Collection;
+use serde::{Deserialize, Serialize};
+
+use super::dates::opt_date;
+use super::persons;
+use super::text::text;
+use crate::db::{DbError, Gateway};
+use crate::domain::enums::LinkType;
+
+/// Collection name.
+pub const FAMILY_LINKS: &str = "family_links";
+
+/// A link document, as the old service wrote it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinkDoc {
+    /// Id.
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    /// The owner's user id (hex).
+    #[serde(default, deserialize_with = "text")]
+    pub user_id: String,
+    /// First person's id (hex).
+    #[serde(default, deserialize_with = "text")]
+    pub person_id_1: String,
+    /// Second person's id (hex).
+    #[serde(default, deserialize_with = "text")]
+    pub person_id_2: String,
+    /// One of the 16 link types (old documents may hold others: shown as stored).
+    #[serde(default, deserialize_with = "text")]
+    pub link_type: String,
+    /// Creation time.
+    #[serde(default, deserialize_with = "opt_date")]
+    pub created_at: Option<bson::DateTime>,
+}
+
+impl LinkDoc {
+    /// A new link of `owner`'s tree with id `id`.
+    pub fn new(
+        id: ObjectId,
+        owner: &str,
+        person_id_1: ObjectId,
+        person_id_2: ObjectId,
+        link_type: LinkType,
+    ) -> LinkDoc {
+        LinkDoc {
+            id,
+            user_id: owner.to_string(),
+            person_id_1: person_id_1.to_hex(),
+            person_id_2: person_id_2.to_hex(),
+            link_type: link_type.as_str().to_string(),
+            created_at: Some(crate::domain::time::now()),
+        }
+    }
+}
+
+/// True when both persons exist in `owner`'s tree (the same person twice counts once).
+pub async fn both_persons_owned(
+    gw: &Gateway,
+    owner: &str,
+    person_id_1: ObjectId,
+    person_id_2: ObjectId,
+) -> Result<bool, DbError> {
+    let wanted = if person_id_1 == person_id_2 { 1 } else { 2 };
+    Ok(persons::count_owned(gw, owner, &[person_id_1, person_id_2]).await? == wanted)
+}
+
+/// Inserts a new link into `owner`'s tree (a fresh ObjectId) and returns it. The caller has
+/// checked the persons ([`both_persons_owned`]).
+pub async fn insert(
+    gw: &Gateway,
+    owner: &str,
+    person_id_1: ObjectId,
+    person_id_2: ObjectId,
+    link_type: LinkType,
+) -> Result<LinkDoc, DbError> {
+    insert_with_id(
+        gw,
+        ObjectId::new(),
+        owner,
+        person_id_1,
+        person_id_2,
+        link_type,
+    )
+    .await
+}
+
+/// Inserts a link with a chosen id, idempotently: when a link with this id exists already
+/// in `owner`'s tree (a retried write), that one is returned. For callers that derive ids
+/// deterministically so a retried sequence of writes converges without duplicates. A link
+/// with this id in another tree is a [`DbError::DuplicateKey`].
+pub async fn insert_with_id(
+    gw: &Gateway,
+    id: ObjectId,
+    owner: &str,
+    person_id_1: ObjectId,
+    person_id_2: ObjectId,
+    link_type: LinkType,
+) -> Result<LinkDoc, DbError> {
+    let link = LinkDoc::new(id, owner, person_id_1, person_id_2, link_type);
+    let doc = link.clone();
+    let inserted = gw
+        .run(
+            "insert_one",
+            FAMILY_LINKS,
+            |c: Collection<LinkDoc>| async move { c.insert_one(doc).await.map(|_| ()) },
+        )
+        .await;
+    match inserted {
+        Ok(()) => Ok(link),
+        Err(DbError::DuplicateKey(key)) => match find_by_id(gw, link.id).await? {
+            Some(existing) if existing.user_id == link.user_id => Ok(existing),
+            _ => Err(DbError::DuplicateKey(key)),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Link `id`, whoever owns it.
+pub async fn find_by_id(gw: &Gateway, id: ObjectId) -> Result<Option<LinkDoc>, DbError> {
+    gw.run(
+        "find_one",
+        FAMILY_LINKS,
+        |c: Collection<LinkDoc>| async move { c.find_one(doc! { "_id": id }).await },
+    )
+    .await
+}
+
+/// The links of `owner`'s tree, oldest first (by id), at most `limit`.
+pub async fn list_for_owner(
+    gw: &Gateway,
+    owner: &str,
+    limit: i64,
+) -> Result<Vec<LinkDoc>, DbError> {
+    let filter = doc! { "user_id": owner };
+    gw.run("find", FAMILY_LINKS, |c: Collection<LinkDoc>| async move {
+        c.find(filter)
+            .sort(doc! { "_id": 1 })
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await
+    })
+    .await
+}
+
+/// Deletes link `id`. False when there was none.
+pub async fn delete(gw: &Gateway, id: ObjectId) -> Result<bool, DbError> {
+    gw.run(
+        "delete_one",
+        FAMILY_LINKS,
+        |c: Collection<LinkDoc>| async move {
+            c.delete_one(doc! { "_id": id })
+                .await
+                .map(|r| r.deleted_count > 0)
+        },
+    )
+    .await
+}
+
+/// Deletes every link that names person `person_id` (hex) on either side. Returns how many.
+pub async fn delete_for_person(gw: &Gateway, person_id: &str) -> Result<u64, DbError> {
+    // Old documents may hold the person id as an ObjectId rather than its hex string.
+    let mut spellings = vec![Bson::String(person_id.to_string())];
+    if let Some(oid) = crate::domain::ids::parse_object_id(person_id) {
+        spellings.push(Bson::ObjectId(oid));
+    }
+    let filter = doc! { "$or": [
+        { "person_id_1": { "$in": spellings.clone() } },
+        { "person_id_2": { "$in": spellings } },
+    ] };
+    gw.run(
+        "delete_many",
+        FAMILY_LINKS,
+        |c: Collection<LinkDoc>| async move { c.delete_many(filter).await.map(|r| r.deleted_count) },
+    )
+    .await
+}
+
+/// Deletes every link of `owner`'s tree. Returns how many.
+pub async fn delete_for_owner(gw: &Gateway, owner: &str) -> Result<u64, DbError> {
+    let filter = doc! { "user_id": owner };
+    gw.run(
+        "delete_many",
+        FAMILY_LINKS,
+        |c: Collection<LinkDoc>| async move { c.delete_many(filter).await.map(|r| r.deleted_count) },
+    )
+    .await
+}

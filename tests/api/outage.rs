@@ -1,0 +1,117 @@
+//! The database killed: every auth, user, person, link and tree route answers 503 with
+//! `Retry-After` (seconds) and `Retry-After-Ms` at once; `/`, `/health` and the API
+//! description keep answering 200; after a restart the data is all there.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::{create_link, create_person, id, start};
+
+#[tokio::test]
+async fn with_the_database_down_every_route_answers_503_fast_and_the_rest_200() {
+    let (mut db, app) = start().await;
+    let (admin, _) = app.register("admin@example.org").await;
+    let (_, member) = app.register("member@example.org").await;
+    let p1 = id(&create_person(&app, &admin, "A").await);
+    let p2 = id(&create_person(&app, &admin, "B").await);
+    let link = id(&create_link(&app, &admin, &p1, &p2, "sibling").await);
+    let member_id = id(&member);
+    let tree_before = app.get("/api/tree", Some(&admin)).await.body;
+
+    db.kill();
+    app.wait_not_ready().await;
+
+    let person_body = json!({"first_name": "C", "last_name": "D"});
+    let requests: Vec<(&str, String, Option<serde_json::Value>, Option<&str>)> = vec![
+        (
+            "POST",
+            "/api/auth/register".into(),
+            Some(
+                json!({"email": "new@example.org", "password": "Password123!", "first_name": "N",
+                        "last_name": "U", "gdpr_consent": true}),
+            ),
+            None,
+        ),
+        (
+            "POST",
+            "/api/auth/login".into(),
+            Some(json!({"email": "admin@example.org", "password": "Password123!"})),
+            None,
+        ),
+        ("GET", "/api/auth/me".into(), None, Some(&admin)),
+        ("GET", "/api/users".into(), None, Some(&admin)),
+        (
+            "PUT",
+            format!("/api/users/{member_id}/promote"),
+            None,
+            Some(&admin),
+        ),
+        (
+            "PUT",
+            format!("/api/users/{member_id}/demote"),
+            None,
+            Some(&admin),
+        ),
+        (
+            "POST",
+            "/api/persons".into(),
+            Some(person_body),
+            Some(&admin),
+        ),
+        ("GET", "/api/persons".into(), None, Some(&admin)),
+        ("GET", format!("/api/persons/{p1}"), None, Some(&admin)),
+        (
+            "PUT",
+            format!("/api/persons/{p1}"),
+            Some(json!({"notes": "n"})),
+            Some(&admin),
+        ),
+        ("DELETE", format!("/api/persons/{p1}"), None, Some(&admin)),
+        (
+            "POST",
+            "/api/links".into(),
+            Some(json!({"person_id_1": p1, "person_id_2": p2, "link_type": "spouse"})),
+            Some(&admin),
+        ),
+        ("GET", "/api/links".into(), None, Some(&admin)),
+        ("DELETE", format!("/api/links/{link}"), None, Some(&admin)),
+        ("GET", "/api/tree".into(), None, Some(&admin)),
+    ];
+    for (method, path, body, token) in requests {
+        let started = Instant::now();
+        let r = app.request(method, &path, body, token).await;
+        let took = started.elapsed();
+        assert_eq!(r.status, 503, "{method} {path}: {}", r.body);
+        assert_eq!(
+            r.detail(),
+            "Database temporarily unavailable",
+            "{method} {path}"
+        );
+        let secs: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(secs >= 1, "{method} {path}: Retry-After {secs}");
+        let ms: u64 = r.headers["retry-after-ms"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(ms >= 1, "{method} {path}: Retry-After-Ms {ms}");
+        assert!(
+            took < Duration::from_secs(1),
+            "{method} {path} took {took:?}"
+        );
+    }
+
+    for path in ["/", "/health", "/api/health", "/openapi.json"] {
+        let started = Instant::now();
+        let r = app.get(path, None).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert!(started.elapsed() < Duration::from_secs(1), "{path}");
+    }
+
+    db.restart().await;
+    app.wait_ready().await;
+    let r = app.get("/api/tree", Some(&admin)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, tree_before);
+}

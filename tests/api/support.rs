@@ -1,0 +1,116 @@
+//! Helpers shared by the sharing-related tests (preview, collaborators, contributions,
+//! notifications, shared tree, GDPR): invitations, direct reads and writes through the
+//! service's own gateway, and the outage assertion.
+
+use std::time::{Duration, Instant};
+
+use aila_api::db::Gateway;
+use bson::{Document, doc};
+use futures::TryStreamExt;
+use mongodb::Collection;
+use serde_json::{Value, json};
+
+use crate::common::TestApp;
+
+/// The service's gateway (tests reach the database only through it).
+pub fn gateway(app: &TestApp) -> Gateway {
+    app.app().context().gateway.clone()
+}
+
+/// How many documents of `collection` match `filter`.
+pub async fn count(app: &TestApp, collection: &'static str, filter: Document) -> u64 {
+    gateway(app)
+        .run(
+            "count_documents",
+            collection,
+            |c: Collection<Document>| async move { c.count_documents(filter).await },
+        )
+        .await
+        .expect("count through the gateway")
+}
+
+/// The documents of `collection` matching `filter`, in id order.
+pub async fn find(app: &TestApp, collection: &'static str, filter: Document) -> Vec<Document> {
+    gateway(app)
+        .run("find", collection, |c: Collection<Document>| async move {
+            c.find(filter)
+                .sort(doc! { "_id": 1 })
+                .await?
+                .try_collect()
+                .await
+        })
+        .await
+        .expect("find through the gateway")
+}
+
+/// Inserts a raw document into `collection` (documents as the old service wrote them).
+pub async fn insert_raw(app: &TestApp, collection: &'static str, d: Document) {
+    gateway(app)
+        .run(
+            "insert_one",
+            collection,
+            |c: Collection<Document>| async move { c.insert_one(d).await.map(|_| ()) },
+        )
+        .await
+        .expect("insert through the gateway");
+}
+
+/// `$set`s `update` on the documents of `collection` matching `filter`.
+pub async fn set(app: &TestApp, collection: &'static str, filter: Document, update: Document) {
+    gateway(app)
+        .run(
+            "update_many",
+            collection,
+            |c: Collection<Document>| async move {
+                c.update_many(filter, doc! { "$set": update })
+                    .await
+                    .map(|_| ())
+            },
+        )
+        .await
+        .expect("update through the gateway");
+}
+
+/// `owner` invites `email` as `role`; asserts 200 and returns the collaborator JSON.
+pub async fn invite(app: &TestApp, owner: &str, email: &str, role: &str) -> Value {
+    let r = app
+        .post(
+            "/api/collaborators/invite",
+            json!({ "email": email, "role": role }),
+            Some(owner),
+        )
+        .await;
+    assert_eq!(r.status, 200, "invite {email}: {}", r.body);
+    r.body
+}
+
+/// Asserts the route answers 503 with `Retry-After` and `Retry-After-Ms`, within a second.
+pub async fn assert_unavailable(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    token: Option<&str>,
+) {
+    let started = Instant::now();
+    let r = app.request(method, path, body, token).await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 503, "{method} {path}: {}", r.body);
+    assert_eq!(
+        r.detail(),
+        "Database temporarily unavailable",
+        "{method} {path}"
+    );
+    let secs: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(secs >= 1, "{method} {path}: Retry-After {secs}");
+    let ms: u64 = r.headers["retry-after-ms"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ms >= 1, "{method} {path}: Retry-After-Ms {ms}");
+    assert!(
+        took < Duration::from_secs(1),
+        "{method} {path} took {took:?}"
+    );
+}
