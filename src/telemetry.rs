@@ -159,9 +159,10 @@ impl Telemetry {
     /// Flushes pending spans (bounded) and stops the exporter.
     pub fn shutdown(&self) {
         let provider = self.provider.clone();
-        // The batch processor blocks on its own thread; keep the runtime free.
+        // The batch processor blocks on its own thread; keep the runtime free. Shutting down
+        // exports what is pending (a force_flush first would only double the wait when the
+        // collector hangs: each export may take the exporter's whole timeout).
         let _ = std::thread::spawn(move || {
-            let _ = provider.force_flush();
             let _ = provider.shutdown_with_timeout(Duration::from_secs(5));
         })
         .join();

@@ -15,6 +15,7 @@ use opentelemetry::trace::TraceContextExt;
 use poem::PathPattern;
 use poem::http::HeaderValue;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Instant;
 use tracing::{Instrument, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -104,6 +105,22 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
+/// Counts a request in flight until dropped.
+struct InFlight<'a>(&'a Gauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// `/api/persons/:id` (poem's syntax) as `/api/persons/{id}` (OpenTelemetry's).
 pub fn route_template(pattern: &str) -> String {
     pattern
@@ -153,9 +170,11 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         }
         let _ = span.set_parent(parent);
 
-        self.metrics.http_requests_in_flight.inc();
+        // A guard, so a request whose client went away (its future dropped) is not counted
+        // in flight forever.
+        let in_flight = InFlight::enter(&self.metrics.http_requests_in_flight);
         let outcome = self.inner.call(req).instrument(span.clone()).await;
-        self.metrics.http_requests_in_flight.dec();
+        drop(in_flight);
         let (mut response, pattern) = match outcome {
             Ok(r) => {
                 let resp = r.into_response();

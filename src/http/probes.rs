@@ -120,6 +120,17 @@ pub enum ReadinessResponse {
     NotReady(Json<HealthReport>, #[oai(header = "Cache-Control")] String),
 }
 
+/// `/metrics` answer.
+#[derive(ApiResponse)]
+pub enum MetricsResponse {
+    /// The exposition.
+    #[oai(
+        status = 200,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    )]
+    Ok(PlainText<String>),
+}
+
 /// `/health` answer.
 #[derive(ApiResponse)]
 pub enum HealthResponse {
@@ -269,11 +280,12 @@ impl ServiceApi {
         }
     }
 
-    /// Prometheus metrics (text exposition format).
+    /// Prometheus metrics, in the OpenMetrics text format (what prometheus-client writes,
+    /// `# EOF` included), declared as such so every Prometheus version parses it right.
     #[oai(path = "/metrics", method = "get")]
-    async fn metrics(&self) -> PlainText<String> {
+    async fn metrics(&self) -> MetricsResponse {
         let ready = health_report(&self.ctx).ready;
         self.ctx.metrics.ready.set(i64::from(ready));
-        PlainText(self.ctx.metrics.encode())
+        MetricsResponse::Ok(PlainText(self.ctx.metrics.encode()))
     }
 }
