@@ -115,7 +115,7 @@ pub async fn ensure_indexes(gateway: &Gateway, specs: &[IndexSpec]) -> IndexRepo
     let mut report = IndexReport::default();
     let parent = tracing::info_span!(
         "db.indexes",
-        indexes.count = specs.len(),
+        indexes.count = specs.len() as i64,
         indexes.ensured = tracing::field::Empty,
         indexes.failed = tracing::field::Empty
     );
@@ -129,7 +129,7 @@ pub async fn ensure_indexes(gateway: &Gateway, specs: &[IndexSpec]) -> IndexRepo
                 index.name = %name,
                 index.keys = %spec.keys_doc(),
                 index.unique = spec.unique,
-                index.ttl_seconds = spec.ttl.map(|d| d.as_secs()),
+                index.ttl_seconds = spec.ttl.map(|d| d.as_secs() as i64),
                 index.result = tracing::field::Empty,
             );
             let mut options = IndexOptions::builder().name(name.clone()).unique(spec.unique.then_some(true)).build();
@@ -162,8 +162,8 @@ pub async fn ensure_indexes(gateway: &Gateway, specs: &[IndexSpec]) -> IndexRepo
             }
         }
         let span = tracing::Span::current();
-        span.record("indexes.ensured", report.ensured.len());
-        span.record("indexes.failed", report.failed.len());
+        span.record("indexes.ensured", report.ensured.len() as i64);
+        span.record("indexes.failed", report.failed.len() as i64);
     }
     .instrument(parent)
     .await;

@@ -1,0 +1,45 @@
+# syntax=docker/dockerfile:1
+#
+# The AÏLA API image: built with the Rust toolchain, run on a small Debian with a non-root
+# user. Two binaries of this package go in: `aila-api` (the service, the same binary the
+# tests run) and `aila-healthcheck` (GET /health on localhost; the image has no curl).
+#
+#   docker build -t aila-api .
+#   docker run -p 8001:8001 -e MONGO_URL=mongodb://host.docker.internal:27017 aila-api
+
+ARG RUST_VERSION=1.95
+ARG DEBIAN_RELEASE=bookworm
+
+FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY benches ./benches
+# The caches keep the registry and the compiled dependencies between builds.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin aila-api --bin aila-healthcheck \
+ && mkdir -p /out \
+ && cp target/release/aila-api target/release/aila-healthcheck /out/
+
+FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+# CA certificates for mongodb+srv:// (Atlas) over TLS; nothing else.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 aila \
+ && useradd --system --uid 10001 --gid aila --no-create-home --shell /usr/sbin/nologin aila
+WORKDIR /app
+COPY --from=builder /out/aila-api /out/aila-healthcheck /usr/local/bin/
+# config/default.toml and config/{APP_ENV}.toml are read from the working folder.
+COPY config ./config
+USER 10001:10001
+ENV HOST=0.0.0.0 \
+    PORT=8001
+EXPOSE 8001
+# Liveness only: /health answers 200 from memory while the process lives, whatever the
+# database does. (Readiness, /readiness, is for load balancers and Kubernetes.)
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["/usr/local/bin/aila-healthcheck"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/aila-api"]
