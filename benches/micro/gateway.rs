@@ -178,6 +178,17 @@ pub fn benches(c: &mut Criterion) {
 
     let refused = gateway(&rt, "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=1000");
     refused.breaker().trip("benchmark");
+    let per_call = rt.block_on(async {
+        let a0 = crate::allocations();
+        for _ in 0..1000 {
+            let r = refused
+                .run::<(), Document, _, _>("find_one", "bench_empty", |_c| async { Ok(()) })
+                .await;
+            assert!(r.is_err());
+        }
+        (crate::allocations() - a0) as f64 / 1000.0
+    });
+    eprintln!("gateway/refused: {per_call:.1} heap allocations per refused call");
     g.bench_function("refused: breaker open, no subscriber", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {

@@ -130,6 +130,17 @@ fn main() -> Result<()> {
         }),
         None => None,
     };
+    if external.is_some() {
+        if let Some(n) = names
+            .iter()
+            .find(|n| !scenarios::EXTERNAL_OK.contains(&n.as_str()))
+        {
+            bail!(
+                "`{n}` needs a database the benchmark controls; with --url only {} run",
+                scenarios::EXTERNAL_OK.join(", ")
+            );
+        }
+    }
     let db_kind = match &cli.mongod {
         Some(p) => DbKind::Mongod(
             std::fs::canonicalize(p).with_context(|| format!("--mongod {}", p.display()))?,
