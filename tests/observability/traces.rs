@@ -469,6 +469,16 @@ async fn jaeger_shows_start_up_requests_database_calls_pings_and_breaker_transit
     db.restart().await;
     service.wait_ready().await;
     assert_eq!(service.get("/api/persons", Some(&token)).await.status, 200);
+    // The checks below want at least three successful ping spans: on a loaded machine the
+    // steps above can take less than three ping periods, so wait for them.
+    wait_until("three successful pings", || async {
+        service
+            .metrics()
+            .await
+            .sum("aila_db_ping_duration_seconds_count", &[])
+            >= 3.0
+    })
+    .await;
 
     let (exit, stop_took) = service.terminate().await;
     assert!(exit.success(), "exit {exit:?}; logs:\n{}", service.logs());
