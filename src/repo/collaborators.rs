@@ -5,7 +5,6 @@
 
 use bson::oid::ObjectId;
 use bson::{Bson, doc};
-use futures::TryStreamExt;
 use mongodb::Collection;
 use serde::{Deserialize, Serialize};
 
@@ -133,17 +132,12 @@ async fn find_many(
     filter: bson::Document,
     limit: i64,
 ) -> Result<Vec<CollaboratorDoc>, DbError> {
-    gw.run(
-        "find",
+    super::find_sorted(
+        gw,
         COLLABORATORS,
-        |c: Collection<CollaboratorDoc>| async move {
-            c.find(filter)
-                .sort(doc! { "invited_at": 1, "_id": 1 })
-                .limit(limit)
-                .await?
-                .try_collect()
-                .await
-        },
+        filter,
+        doc! { "invited_at": 1, "_id": 1 },
+        limit,
     )
     .await
 }

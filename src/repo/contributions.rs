@@ -5,7 +5,6 @@
 
 use bson::oid::ObjectId;
 use bson::{Bson, Document, doc};
-use futures::TryStreamExt;
 use mongodb::Collection;
 use serde::{Deserialize, Serialize};
 
@@ -76,17 +75,12 @@ async fn find_many(
     filter: Document,
     limit: i64,
 ) -> Result<Vec<ContributionDoc>, DbError> {
-    gw.run(
-        "find",
+    super::find_sorted(
+        gw,
         CONTRIBUTIONS,
-        |c: Collection<ContributionDoc>| async move {
-            c.find(filter)
-                .sort(doc! { "created_at": -1, "_id": -1 })
-                .limit(limit)
-                .await?
-                .try_collect()
-                .await
-        },
+        filter,
+        doc! { "created_at": -1, "_id": -1 },
+        limit,
     )
     .await
 }

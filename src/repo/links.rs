@@ -7,7 +7,6 @@
 
 use bson::oid::ObjectId;
 use bson::{Bson, doc};
-use futures::TryStreamExt;
 use mongodb::Collection;
 use serde::{Deserialize, Serialize};
 
@@ -142,15 +141,7 @@ pub async fn list_for_owner(
     limit: i64,
 ) -> Result<Vec<LinkDoc>, DbError> {
     let filter = doc! { "user_id": owner };
-    gw.run("find", FAMILY_LINKS, |c: Collection<LinkDoc>| async move {
-        c.find(filter)
-            .sort(doc! { "_id": 1 })
-            .limit(limit)
-            .await?
-            .try_collect()
-            .await
-    })
-    .await
+    super::find_sorted(gw, FAMILY_LINKS, filter, doc! { "_id": 1 }, limit).await
 }
 
 /// Deletes link `id`. False when there was none.

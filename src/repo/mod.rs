@@ -12,3 +12,33 @@ pub mod preview;
 pub mod text;
 pub mod tree_import;
 pub mod users;
+
+use bson::Document;
+use futures::TryStreamExt;
+use mongodb::Collection;
+use serde::de::DeserializeOwned;
+
+use crate::db::{DbError, Gateway};
+
+/// The documents of `collection` matching `filter`, ordered by `sort`, at most `limit`:
+/// the one list query every repository uses.
+pub(crate) async fn find_sorted<T>(
+    gw: &Gateway,
+    collection: &'static str,
+    filter: Document,
+    sort: Document,
+    limit: i64,
+) -> Result<Vec<T>, DbError>
+where
+    T: DeserializeOwned + Send + Sync + Unpin,
+{
+    gw.run("find", collection, |c: Collection<T>| async move {
+        c.find(filter)
+            .sort(sort)
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await
+    })
+    .await
+}

@@ -3,7 +3,6 @@
 
 use bson::oid::ObjectId;
 use bson::{Bson, Document, doc};
-use futures::TryStreamExt;
 use mongodb::Collection;
 use serde::{Deserialize, Serialize};
 
@@ -85,17 +84,12 @@ pub async fn list_for_user(
     limit: i64,
 ) -> Result<Vec<NotificationDoc>, DbError> {
     let filter = doc! { "user_id": user_id };
-    gw.run(
-        "find",
+    super::find_sorted(
+        gw,
         NOTIFICATIONS,
-        |c: Collection<NotificationDoc>| async move {
-            c.find(filter)
-                .sort(doc! { "created_at": -1, "_id": -1 })
-                .limit(limit)
-                .await?
-                .try_collect()
-                .await
-        },
+        filter,
+        doc! { "created_at": -1, "_id": -1 },
+        limit,
     )
     .await
 }

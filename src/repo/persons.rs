@@ -7,7 +7,6 @@
 
 use bson::oid::ObjectId;
 use bson::{Document, doc};
-use futures::TryStreamExt;
 use mongodb::Collection;
 use mongodb::options::ReturnDocument;
 use serde::{Deserialize, Serialize};
@@ -191,15 +190,7 @@ pub async fn list_for_owner(
     limit: i64,
 ) -> Result<Vec<PersonDoc>, DbError> {
     let filter = doc! { "user_id": owner };
-    gw.run("find", PERSONS, |c: Collection<PersonDoc>| async move {
-        c.find(filter)
-            .sort(doc! { "_id": 1 })
-            .limit(limit)
-            .await?
-            .try_collect()
-            .await
-    })
-    .await
+    super::find_sorted(gw, PERSONS, filter, doc! { "_id": 1 }, limit).await
 }
 
 /// How many persons `owner`'s tree holds.
