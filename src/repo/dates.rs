@@ -3,6 +3,7 @@
 //! epoch milliseconds or `null`. [`opt_date`] reads any of these; anything else reads as
 //! missing rather than failing the whole document.
 
+use bson::RawBson;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Deserializer};
 
@@ -32,12 +33,19 @@ pub fn from_bson(value: &bson::Bson) -> Option<bson::DateTime> {
 }
 
 /// serde `deserialize_with` for `Option<bson::DateTime>` fields (use with `#[serde(default)]`).
+/// The value is taken as a [`RawBson`] (no intermediate `Bson`, embedded documents never
+/// parsed), then read as [`from_bson`] would.
 pub fn opt_date<'de, D>(deserializer: D) -> Result<Option<bson::DateTime>, D::Error>
 where
     D: Deserializer<'de>,
 {
-    let value = Option::<bson::Bson>::deserialize(deserializer)?;
-    Ok(value.as_ref().and_then(from_bson))
+    Ok(match RawBson::deserialize(deserializer)? {
+        RawBson::DateTime(d) => Some(d),
+        RawBson::String(s) => parse_iso(&s),
+        RawBson::Int64(ms) => Some(bson::DateTime::from_millis(ms)),
+        RawBson::Timestamp(t) => Some(bson::DateTime::from_millis(i64::from(t.time) * 1000)),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -51,8 +59,14 @@ mod tests {
         at: Option<bson::DateTime>,
     }
 
+    /// Reads `d` from a `Document` and from raw bytes (as the driver does); both must agree.
     fn read(d: bson::Document) -> Option<bson::DateTime> {
-        bson::from_document::<D>(d).unwrap().at
+        let from_document = bson::from_document::<D>(d.clone()).unwrap().at;
+        let from_bytes = bson::from_slice::<D>(&bson::to_vec(&d).unwrap())
+            .unwrap()
+            .at;
+        assert_eq!(from_document, from_bytes, "{d}");
+        from_bytes
     }
 
     #[test]
@@ -73,5 +87,46 @@ mod tests {
         assert_eq!(read(doc! {}), None);
         assert_eq!(read(doc! { "at": "yesterday" }), None);
         assert_eq!(read(doc! { "at": ms }), Some(date));
+        let ts = bson::Timestamp {
+            time: 1_733_786_452,
+            increment: 3,
+        };
+        assert_eq!(
+            read(doc! { "at": ts }),
+            Some(bson::DateTime::from_millis(1_733_786_452_000))
+        );
+    }
+
+    #[test]
+    fn odd_values_read_as_missing_and_the_next_field_still_reads() {
+        #[derive(Debug, Deserialize)]
+        struct Two {
+            #[serde(default, deserialize_with = "opt_date")]
+            at: Option<bson::DateTime>,
+            #[serde(default, deserialize_with = "opt_date")]
+            then: Option<bson::DateTime>,
+        }
+        let then = bson::DateTime::from_millis(1_000);
+        for odd in [
+            bson::Bson::Int32(5),
+            bson::Bson::Double(2.5),
+            bson::Bson::Boolean(true),
+            bson::Bson::Document(doc! { "x": [1], "y": { "z": null } }),
+            bson::Bson::Array(vec![1.into(), doc! { "a": 1 }.into()]),
+        ] {
+            let d = doc! { "at": odd.clone(), "then": then };
+            let bytes = bson::to_vec(&d).unwrap();
+            for two in [
+                bson::from_document::<Two>(d).unwrap(),
+                bson::from_slice::<Two>(&bytes).unwrap(),
+            ] {
+                assert_eq!((two.at, two.then), (None, Some(then)), "{odd:?}");
+            }
+        }
+        // A stored document that merely looks like extended JSON is just a document to the
+        // driver's raw bytes (serde over a `Document` cannot tell it from a date).
+        let d = doc! { "at": { "$date": "soon" }, "then": then };
+        let two = bson::from_slice::<Two>(&bson::to_vec(&d).unwrap()).unwrap();
+        assert_eq!((two.at, two.then), (None, Some(then)));
     }
 }

@@ -3,7 +3,13 @@
 //! [`opt_text`] reads any scalar as text and anything else as missing, and [`text`] does the
 //! same for required fields (missing reads as empty), so one odd document never fails a
 //! whole list.
+//!
+//! The readers take each value as a [`RawBson`]: read from a driver's document bytes, a
+//! string costs one allocation and an embedded document is copied, never parsed, where a
+//! [`bson::Bson`] would build every nested value (and fail a whole list on a stored
+//! document that merely looks like extended JSON).
 
+use bson::RawBson;
 use serde::{Deserialize, Deserializer};
 
 /// A stored scalar as text: strings as they are, ObjectIds as hex, numbers and booleans
@@ -21,13 +27,26 @@ pub fn from_bson(value: &bson::Bson) -> Option<String> {
     }
 }
 
+/// A stored value as [`from_bson`] spells it, from its raw form.
+fn from_raw(value: RawBson) -> Option<String> {
+    match value {
+        RawBson::String(s) => Some(s),
+        RawBson::ObjectId(id) => Some(id.to_hex()),
+        RawBson::Int32(n) => Some(n.to_string()),
+        RawBson::Int64(n) => Some(n.to_string()),
+        RawBson::Double(n) => Some(n.to_string()),
+        RawBson::Boolean(b) => Some(b.to_string()),
+        RawBson::DateTime(d) => Some(crate::domain::time::iso(d)),
+        _ => None,
+    }
+}
+
 /// serde `deserialize_with` for `Option<String>` fields (use with `#[serde(default)]`).
 pub fn opt_text<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
 where
     D: Deserializer<'de>,
 {
-    let value = Option::<bson::Bson>::deserialize(deserializer)?;
-    Ok(value.as_ref().and_then(from_bson))
+    Ok(from_raw(RawBson::deserialize(deserializer)?))
 }
 
 /// serde `deserialize_with` for `String` fields (use with `#[serde(default)]`): anything that
@@ -45,8 +64,10 @@ pub fn flag<'de, D>(deserializer: D) -> Result<bool, D::Error>
 where
     D: Deserializer<'de>,
 {
-    let value = Option::<bson::Bson>::deserialize(deserializer)?;
-    Ok(matches!(value, Some(bson::Bson::Boolean(true))))
+    Ok(matches!(
+        RawBson::deserialize(deserializer)?,
+        RawBson::Boolean(true)
+    ))
 }
 
 #[cfg(test)]
@@ -55,7 +76,7 @@ mod tests {
     use bson::doc;
     use bson::oid::ObjectId;
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, PartialEq, Deserialize)]
     struct D {
         #[serde(default, deserialize_with = "opt_text")]
         a: Option<String>,
@@ -65,8 +86,13 @@ mod tests {
         c: bool,
     }
 
+    /// Reads `d` both ways serde meets a document: from a `Document` (tests, `$set` echoes)
+    /// and from raw bytes (what the driver's cursors do), and checks they agree.
     fn read(d: bson::Document) -> D {
-        bson::from_document::<D>(d).unwrap()
+        let from_document = bson::from_document::<D>(d.clone()).unwrap();
+        let from_bytes = bson::from_slice::<D>(&bson::to_vec(&d).unwrap()).unwrap();
+        assert_eq!(from_document, from_bytes, "{d}");
+        from_bytes
     }
 
     #[test]
@@ -83,5 +109,56 @@ mod tests {
         let d = read(doc! {});
         assert_eq!((d.a, d.b.as_str(), d.c), (None, "", false));
         assert_eq!(read(doc! { "a": "x" }).a.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn every_scalar_kind_reads_as_from_bson_spells_it() {
+        let date = bson::DateTime::from_millis(1_733_786_452_325);
+        let cases: Vec<(bson::Bson, Option<&str>)> = vec![
+            (bson::Bson::String("Zoé".into()), Some("Zoé")),
+            (bson::Bson::Int32(-7), Some("-7")),
+            (bson::Bson::Int64(1 << 40), Some("1099511627776")),
+            (bson::Bson::Double(1.5), Some("1.5")),
+            (bson::Bson::Boolean(false), Some("false")),
+            (
+                bson::Bson::DateTime(date),
+                Some("2024-12-09T23:20:52.325000Z"),
+            ),
+            (bson::Bson::Null, None),
+            (
+                bson::Bson::Document(doc! { "x": 1, "y": [1, { "z": 2 }] }),
+                None,
+            ),
+            (
+                bson::Bson::Array(vec![doc! { "x": "y" }.into(), 3.into()]),
+                None,
+            ),
+            (
+                bson::Bson::Binary(bson::Binary {
+                    subtype: bson::spec::BinarySubtype::Generic,
+                    bytes: vec![1, 2, 3],
+                }),
+                None,
+            ),
+            (
+                bson::Bson::Timestamp(bson::Timestamp {
+                    time: 1,
+                    increment: 2,
+                }),
+                None,
+            ),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(from_bson(&value).as_deref(), expected, "{value:?}");
+            // The field after the odd one is still read: nothing was left unconsumed.
+            let d = read(doc! { "a": value.clone(), "b": "next" });
+            assert_eq!(d.a.as_deref(), expected, "{value:?}");
+            assert_eq!(d.b, "next", "{value:?}");
+        }
+        // Through the driver's raw bytes a stored document that looks like extended JSON is
+        // still just a document: missing, and the rest of the document reads.
+        let d = doc! { "a": { "$oid": "not hex", "x": 1 }, "b": "next" };
+        let d = bson::from_slice::<D>(&bson::to_vec(&d).unwrap()).unwrap();
+        assert_eq!((d.a, d.b.as_str()), (None, "next"));
     }
 }

@@ -62,8 +62,8 @@ impl GdprApi {
         let links = links::list_for_owner(gw, &me, EXPORT_LIMIT).await?;
         Ok(Json(GdprExport {
             user: UserOut::from(&auth.0.user),
-            persons: persons.iter().map(PersonOut::from).collect(),
-            family_links: links.iter().map(LinkOut::from).collect(),
+            persons: persons.into_iter().map(PersonOut::from).collect(),
+            family_links: links.into_iter().map(LinkOut::from).collect(),
             exported_at: iso(now()),
         }))
     }

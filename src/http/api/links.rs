@@ -8,8 +8,10 @@
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
+use serde::Serialize;
 
 use super::body::JsonBody;
+use super::json_out::JsonOut;
 use super::message::Message;
 use crate::domain::enums::LinkType;
 use crate::domain::ids::parse_object_id;
@@ -27,7 +29,8 @@ enum LinksTag {
 }
 
 /// A link as the API shows it.
-#[derive(Debug, Clone, Object)]
+// Answered with `JsonOut`: serde writes it, so no serde renames (see json_out.rs).
+#[derive(Debug, Clone, Object, Serialize)]
 pub struct LinkOut {
     /// Id (24 hex digits).
     pub id: String,
@@ -43,14 +46,14 @@ pub struct LinkOut {
     pub created_at: Option<String>,
 }
 
-impl From<&LinkDoc> for LinkOut {
-    fn from(l: &LinkDoc) -> Self {
+impl From<LinkDoc> for LinkOut {
+    fn from(l: LinkDoc) -> Self {
         LinkOut {
             id: l.id.to_hex(),
-            user_id: l.user_id.clone(),
-            person_id_1: l.person_id_1.clone(),
-            person_id_2: l.person_id_2.clone(),
-            link_type: l.link_type.clone(),
+            user_id: l.user_id,
+            person_id_1: l.person_id_1,
+            person_id_2: l.person_id_2,
+            link_type: l.link_type,
             created_at: l.created_at.map(iso),
         }
     }
@@ -104,7 +107,7 @@ impl LinksApi {
         &self,
         auth: BearerAuth,
         body: JsonBody<NewLinkBody>,
-    ) -> ApiResult<Json<LinkOut>> {
+    ) -> ApiResult<JsonOut<LinkOut>> {
         let body = body.0;
         let p1 = parse_object_id(&body.person_id_1).ok_or_else(|| {
             ApiError::unprocessable("person_id_1: not a person id (24 hex digits)")
@@ -125,17 +128,17 @@ impl LinksApi {
             return Err(ApiError::not_found("One or both persons not found"));
         }
         let link = links::insert(gw, &owner, p1, p2, link_type).await?;
-        Ok(Json(LinkOut::from(&link)))
+        Ok(JsonOut(LinkOut::from(link)))
     }
 
     /// The caller's links.
     ///
     /// Oldest first, at most 500.
     #[oai(path = "/links", method = "get")]
-    async fn list(&self, auth: BearerAuth) -> ApiResult<Json<Vec<LinkOut>>> {
+    async fn list(&self, auth: BearerAuth) -> ApiResult<JsonOut<Vec<LinkOut>>> {
         let all = links::list_for_owner(&self.ctx.gateway, &auth.0.id_hex(), self.ctx.limits.items)
             .await?;
-        Ok(Json(all.iter().map(LinkOut::from).collect()))
+        Ok(JsonOut(all.into_iter().map(LinkOut::from).collect()))
     }
 
     /// Delete a link.

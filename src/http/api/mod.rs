@@ -4,6 +4,7 @@
 // Part A.
 pub mod auth;
 pub mod body;
+pub mod json_out;
 pub mod links;
 pub mod message;
 pub mod persons;

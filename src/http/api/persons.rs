@@ -8,8 +8,10 @@
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
+use serde::Serialize;
 
 use super::body::JsonBody;
+use super::json_out::JsonOut;
 use super::message::Message;
 use crate::domain::enums::Gender;
 use crate::domain::ids::parse_object_id;
@@ -28,7 +30,8 @@ enum PersonsTag {
 }
 
 /// A person as the API shows it.
-#[derive(Debug, Clone, Object)]
+// Answered with `JsonOut`: serde writes it, so no serde renames (see json_out.rs).
+#[derive(Debug, Clone, Object, Serialize)]
 pub struct PersonOut {
     /// Id (24 hex digits).
     pub id: String,
@@ -60,21 +63,22 @@ pub struct PersonOut {
     pub is_preview: bool,
 }
 
-impl From<&PersonDoc> for PersonOut {
-    fn from(p: &PersonDoc) -> Self {
+impl From<PersonDoc> for PersonOut {
+    fn from(p: PersonDoc) -> Self {
+        let gender = p.gender();
         PersonOut {
             id: p.id.to_hex(),
-            user_id: p.user_id.clone(),
-            first_name: p.first_name.clone(),
-            last_name: p.last_name.clone(),
-            gender: p.gender(),
-            birth_date: p.birth_date.clone(),
-            birth_place: p.birth_place.clone(),
-            death_date: p.death_date.clone(),
-            death_place: p.death_place.clone(),
-            photo: p.photo.clone(),
-            notes: p.notes.clone(),
-            geographic_branch: p.geographic_branch.clone(),
+            user_id: p.user_id,
+            first_name: p.first_name,
+            last_name: p.last_name,
+            gender,
+            birth_date: p.birth_date,
+            birth_place: p.birth_place,
+            death_date: p.death_date,
+            death_place: p.death_place,
+            photo: p.photo,
+            notes: p.notes,
+            geographic_branch: p.geographic_branch,
             created_at: p.created_at.map(iso),
             is_preview: p.is_preview,
         }
@@ -133,33 +137,33 @@ impl PersonsApi {
         &self,
         auth: BearerAuth,
         body: JsonBody<PersonInput>,
-    ) -> ApiResult<Json<PersonOut>> {
+    ) -> ApiResult<JsonOut<PersonOut>> {
         let input = body.0.normalized().map_err(ApiError::unprocessable)?;
         let person = persons::insert(&self.ctx.gateway, &auth.0.id_hex(), input, false).await?;
-        Ok(Json(PersonOut::from(&person)))
+        Ok(JsonOut(PersonOut::from(person)))
     }
 
     /// The caller's persons.
     ///
     /// Oldest first, at most 500.
     #[oai(path = "/persons", method = "get")]
-    async fn list(&self, auth: BearerAuth) -> ApiResult<Json<Vec<PersonOut>>> {
+    async fn list(&self, auth: BearerAuth) -> ApiResult<JsonOut<Vec<PersonOut>>> {
         let all =
             persons::list_for_owner(&self.ctx.gateway, &auth.0.id_hex(), self.ctx.limits.items)
                 .await?;
-        Ok(Json(all.iter().map(PersonOut::from).collect()))
+        Ok(JsonOut(all.into_iter().map(PersonOut::from).collect()))
     }
 
     /// One of the caller's persons.
     ///
     /// 404 `Person not found` when it does not exist or belongs to another tree.
     #[oai(path = "/persons/:id", method = "get")]
-    async fn get(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<PersonOut>> {
+    async fn get(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<JsonOut<PersonOut>> {
         let id = parse_object_id(&id.0).ok_or_else(person_not_found)?;
         let person = persons::find_owned(&self.ctx.gateway, id, &auth.0.id_hex())
             .await?
             .ok_or_else(person_not_found)?;
-        Ok(Json(PersonOut::from(&person)))
+        Ok(JsonOut(PersonOut::from(person)))
     }
 
     /// Change some fields of a person.
@@ -172,7 +176,7 @@ impl PersonsApi {
         auth: BearerAuth,
         id: Path<String>,
         body: JsonBody<PersonUpdate>,
-    ) -> ApiResult<Json<PersonOut>> {
+    ) -> ApiResult<JsonOut<PersonOut>> {
         let person = changeable(&self.ctx, &auth.0, &id.0).await?;
         let update = normalized_update(body.0).map_err(ApiError::unprocessable)?;
         if update.is_empty() {
@@ -181,7 +185,7 @@ impl PersonsApi {
         let updated = persons::update(&self.ctx.gateway, person.id, &update)
             .await?
             .ok_or_else(person_not_found)?;
-        Ok(Json(PersonOut::from(&updated)))
+        Ok(JsonOut(PersonOut::from(updated)))
     }
 
     /// Delete a person and every link that names it.

@@ -1,9 +1,9 @@
 //! `GET /api/tree/shared/{owner_id}`: the tree of someone who shared it with the caller.
 
 use poem_openapi::param::Path;
-use poem_openapi::payload::Json;
 use poem_openapi::{OpenApi, Tags};
 
+use super::json_out::JsonOut;
 use super::tree::{TreeOut, load_tree};
 use crate::domain::ids::parse_object_id;
 use crate::http::context::AppContext;
@@ -31,7 +31,11 @@ impl SharedTreeApi {
     /// The owner's persons and links (each list oldest first, at most 500). 403 unless the
     /// caller is an accepted collaborator (viewer or editor) of that owner, or the owner.
     #[oai(path = "/tree/shared/:owner_id", method = "get")]
-    async fn shared(&self, auth: BearerAuth, owner_id: Path<String>) -> ApiResult<Json<TreeOut>> {
+    async fn shared(
+        &self,
+        auth: BearerAuth,
+        owner_id: Path<String>,
+    ) -> ApiResult<JsonOut<TreeOut>> {
         let gw = &self.ctx.gateway;
         let owner = parse_object_id(&owner_id)
             .ok_or_else(|| ApiError::not_found("Tree not found"))?
@@ -46,6 +50,6 @@ impl SharedTreeApi {
                 "You do not have access to this tree: its owner has not shared it with you",
             ));
         }
-        Ok(Json(load_tree(gw, &owner, self.ctx.limits.items).await?))
+        Ok(JsonOut(load_tree(gw, &owner, self.ctx.limits.items).await?))
     }
 }
