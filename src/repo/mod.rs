@@ -21,7 +21,8 @@ use serde::de::DeserializeOwned;
 use crate::db::{DbError, Gateway};
 
 /// The documents of `collection` matching `filter`, ordered by `sort`, at most `limit`:
-/// the one list query every repository uses.
+/// the one list query every repository uses. The first batch holds the whole list (the
+/// server's default is 101 documents), so a list costs one round trip, not two or more.
 pub(crate) async fn find_sorted<T>(
     gw: &Gateway,
     collection: &'static str,
@@ -36,6 +37,7 @@ where
         c.find(filter)
             .sort(sort)
             .limit(limit)
+            .batch_size(u32::try_from(limit).unwrap_or(u32::MAX))
             .await?
             .try_collect()
             .await
