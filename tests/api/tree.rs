@@ -1,7 +1,11 @@
 //! `GET /api/tree`: the caller's persons and links, nobody else's.
 
+use bson::oid::ObjectId;
+use bson::{Document, doc};
+use mongodb::Collection;
 use serde_json::json;
 
+use crate::support::gateway;
 use crate::{create_link, create_person, id, start};
 
 #[tokio::test]
@@ -26,4 +30,84 @@ async fn the_tree_holds_the_callers_persons_and_links_only() {
 
     let r = app.get("/api/tree", None).await;
     assert_eq!((r.status, r.detail()), (401, "Not authenticated"));
+}
+
+/// Stores `docs` in `collection` in one call, through the service's gateway.
+async fn insert_all(app: &crate::common::TestApp, collection: &'static str, docs: Vec<Document>) {
+    gateway(app)
+        .run(
+            "insert_many",
+            collection,
+            |c: Collection<Document>| async move { c.insert_many(docs).await.map(|_| ()) },
+        )
+        .await
+        .expect("insert through the gateway");
+}
+
+/// More persons and links than the server's default first batch (101 documents), stored out
+/// of order: every one comes back, oldest first (by id: an ObjectId starts with its creation
+/// time), as JSON with the JSON content type; and a list never holds more than its cap (500).
+#[tokio::test]
+async fn a_tree_larger_than_one_batch_comes_back_whole_oldest_first_and_capped() {
+    let (_db, app) = start().await;
+    let (ada, user) = app.register("ada@example.org").await;
+    let owner = user["id"].as_str().expect("the user's id").to_string();
+    let at = |n: usize| bson::DateTime::from_millis(1_700_000_000_000 + n as i64 * 1_000);
+    // Ids made oldest first, documents stored newest first: only the sort can order them.
+    let person_ids: Vec<ObjectId> = (0..150).map(|_| ObjectId::new()).collect();
+    let link_ids: Vec<ObjectId> = (0..520).map(|_| ObjectId::new()).collect();
+    let persons = (0..150)
+        .rev()
+        .map(|n| {
+            doc! {
+                "_id": person_ids[n], "user_id": &owner, "first_name": format!("P{n:03}"),
+                "last_name": "Batch", "gender": "unknown", "created_at": at(n),
+            }
+        })
+        .collect();
+    insert_all(&app, "persons", persons).await;
+    let links = (0..520)
+        .rev()
+        .map(|n| {
+            doc! {
+                "_id": link_ids[n], "user_id": &owner,
+                "person_id_1": person_ids[n % 150].to_hex(),
+                "person_id_2": person_ids[(n + 1) % 150].to_hex(),
+                "link_type": "sibling", "created_at": at(n),
+            }
+        })
+        .collect();
+    insert_all(&app, "family_links", links).await;
+
+    let r = app.get("/api/tree", Some(&ada)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.headers["content-type"], "application/json; charset=utf-8",
+        "the answer is JSON"
+    );
+    let names: Vec<&str> = r.body["persons"]
+        .as_array()
+        .expect("persons")
+        .iter()
+        .map(|p| p["first_name"].as_str().expect("a name"))
+        .collect();
+    let expected: Vec<String> = (0..150).map(|n| format!("P{n:03}")).collect();
+    assert_eq!(names, expected, "all 150 persons, oldest first");
+    let ids: Vec<&str> = r.body["links"]
+        .as_array()
+        .expect("links")
+        .iter()
+        .map(|l| l["id"].as_str().expect("an id"))
+        .collect();
+    let expected: Vec<String> = link_ids[..500].iter().map(|i| i.to_hex()).collect();
+    if ids != expected {
+        let first_wrong = ids
+            .iter()
+            .zip(&expected)
+            .position(|(i, e)| *i != e.as_str());
+        panic!(
+            "expected the oldest 500 links of 520, oldest first; got {} links, first difference at {first_wrong:?}",
+            ids.len()
+        );
+    }
 }

@@ -11,7 +11,7 @@
 use poem::{IntoResponse, Response};
 use poem_openapi::ApiResponse;
 use poem_openapi::payload::{Json, Payload};
-use poem_openapi::registry::{MetaResponses, MetaSchemaRef, Registry};
+use poem_openapi::registry::{MetaResponses, Registry};
 use poem_openapi::types::{ToJSON, Type};
 use serde::Serialize;
 
@@ -19,27 +19,13 @@ use serde::Serialize;
 #[derive(Debug, Clone)]
 pub struct JsonOut<T>(pub T);
 
-impl<T: Type> Payload for JsonOut<T> {
-    const CONTENT_TYPE: &'static str = <Json<T> as Payload>::CONTENT_TYPE;
+json_payload!(JsonOut);
 
-    fn check_content_type(content_type: &str) -> bool {
-        <Json<T> as Payload>::check_content_type(content_type)
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        T::schema_ref()
-    }
-
-    fn register(registry: &mut Registry) {
-        T::register(registry);
-    }
-}
-
-impl<T: Serialize + Send> IntoResponse for JsonOut<T> {
+impl<T: Type + Serialize + Send> IntoResponse for JsonOut<T> {
     fn into_response(self) -> Response {
         match serde_json::to_vec(&self.0) {
             Ok(body) => Response::builder()
-                .content_type(Self::CONTENT_TYPE_HEADER)
+                .content_type(<Self as Payload>::CONTENT_TYPE)
                 .body(body),
             // Only a map with non-string keys can fail, and no answer type has one.
             Err(err) => poem::Error::from_string(
@@ -49,11 +35,6 @@ impl<T: Serialize + Send> IntoResponse for JsonOut<T> {
             .into_response(),
         }
     }
-}
-
-impl<T> JsonOut<T> {
-    /// The `Content-Type` of every answer.
-    const CONTENT_TYPE_HEADER: &'static str = "application/json; charset=utf-8";
 }
 
 impl<T: Type + ToJSON + Serialize + Send> ApiResponse for JsonOut<T> {

@@ -1,6 +1,33 @@
 //! The AÏLA API routes (`/api/...`), one module per resource. Every database call goes
 //! through the gateway; every error is an [`super::error::ApiError`].
 
+/// `impl Payload for $wrapper<T>`: a JSON payload described exactly as poem-openapi's
+/// `Json<T>` (same content type, same schema), for the request and answer wrappers that
+/// only change how the bytes are read ([`body::JsonBody`]) or written
+/// ([`json_out::JsonOut`]).
+macro_rules! json_payload {
+    ($wrapper:ident) => {
+        impl<T: poem_openapi::types::Type> poem_openapi::payload::Payload for $wrapper<T> {
+            const CONTENT_TYPE: &'static str =
+                <poem_openapi::payload::Json<T> as poem_openapi::payload::Payload>::CONTENT_TYPE;
+
+            fn check_content_type(content_type: &str) -> bool {
+                <poem_openapi::payload::Json<T> as poem_openapi::payload::Payload>::check_content_type(
+                    content_type,
+                )
+            }
+
+            fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+                T::schema_ref()
+            }
+
+            fn register(registry: &mut poem_openapi::registry::Registry) {
+                T::register(registry);
+            }
+        }
+    };
+}
+
 // Part A.
 pub mod auth;
 pub mod body;
