@@ -45,11 +45,16 @@ pub async fn find(app: &TestApp, collection: &'static str, filter: Document) -> 
 
 /// Inserts a raw document into `collection` (documents as the old service wrote them).
 pub async fn insert_raw(app: &TestApp, collection: &'static str, d: Document) {
+    insert_all(app, collection, vec![d]).await;
+}
+
+/// Inserts raw documents into `collection` in one call.
+pub async fn insert_all(app: &TestApp, collection: &'static str, docs: Vec<Document>) {
     gateway(app)
         .run(
-            "insert_one",
+            "insert_many",
             collection,
-            |c: Collection<Document>| async move { c.insert_one(d).await.map(|_| ()) },
+            |c: Collection<Document>| async move { c.insert_many(docs).await.map(|_| ()) },
         )
         .await
         .expect("insert through the gateway");

@@ -1,11 +1,10 @@
 //! `GET /api/tree`: the caller's persons and links, nobody else's.
 
+use bson::doc;
 use bson::oid::ObjectId;
-use bson::{Document, doc};
-use mongodb::Collection;
 use serde_json::json;
 
-use crate::support::gateway;
+use crate::support::insert_all;
 use crate::{create_link, create_person, id, start};
 
 #[tokio::test]
@@ -30,18 +29,6 @@ async fn the_tree_holds_the_callers_persons_and_links_only() {
 
     let r = app.get("/api/tree", None).await;
     assert_eq!((r.status, r.detail()), (401, "Not authenticated"));
-}
-
-/// Stores `docs` in `collection` in one call, through the service's gateway.
-async fn insert_all(app: &crate::common::TestApp, collection: &'static str, docs: Vec<Document>) {
-    gateway(app)
-        .run(
-            "insert_many",
-            collection,
-            |c: Collection<Document>| async move { c.insert_many(docs).await.map(|_| ()) },
-        )
-        .await
-        .expect("insert through the gateway");
 }
 
 /// More persons and links than the server's default first batch (101 documents), stored out
