@@ -72,26 +72,24 @@ async fn a_tree_larger_than_one_batch_comes_back_whole_oldest_first_and_capped()
         r.headers["content-type"], "application/json; charset=utf-8",
         "the answer is JSON"
     );
-    let names: Vec<&str> = r.body["persons"]
-        .as_array()
-        .expect("persons")
-        .iter()
-        .map(|p| p["first_name"].as_str().expect("a name"))
-        .collect();
+    // `key` of every item of the list `list` of the answer.
+    let each = |list: &str, key: &str| -> Vec<String> {
+        let items = r.body[list].as_array().expect("a list");
+        items
+            .iter()
+            .map(|i| i[key].as_str().expect(key).to_string())
+            .collect()
+    };
     let expected: Vec<String> = (0..150).map(|n| format!("P{n:03}")).collect();
-    assert_eq!(names, expected, "all 150 persons, oldest first");
-    let ids: Vec<&str> = r.body["links"]
-        .as_array()
-        .expect("links")
-        .iter()
-        .map(|l| l["id"].as_str().expect("an id"))
-        .collect();
+    assert_eq!(
+        each("persons", "first_name"),
+        expected,
+        "all 150 persons, oldest first"
+    );
+    let ids = each("links", "id");
     let expected: Vec<String> = link_ids[..500].iter().map(|i| i.to_hex()).collect();
     if ids != expected {
-        let first_wrong = ids
-            .iter()
-            .zip(&expected)
-            .position(|(i, e)| *i != e.as_str());
+        let first_wrong = ids.iter().zip(&expected).position(|(i, e)| i != e);
         panic!(
             "expected the oldest 500 links of 520, oldest first; got {} links, first difference at {first_wrong:?}",
             ids.len()
