@@ -9,23 +9,17 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use aila_api::config::{ConfigSources, Settings};
+use aila_api::local_db::ServerBinary as ServerKind;
 use aila_api::metrics::Metrics;
 use aila_api::startup::Application;
 use serde_json::{Value, json};
 
 /// How long any awaited condition may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Which server binary runs.
-#[derive(Debug, Clone)]
-enum ServerKind {
-    FerretDb(PathBuf),
-    Mongod(PathBuf),
-}
 
 fn server_kind() -> ServerKind {
     if let Ok(bin) = std::env::var("MONGOD_BIN") {
@@ -136,30 +130,10 @@ impl Database {
     /// Starts (again) on the same port and data, and waits until it accepts connections.
     pub async fn restart(&mut self) {
         self.kill();
-        let child = match &self.kind {
-            ServerKind::FerretDb(bin) => Command::new(bin)
-                .arg("-listen-addr")
-                .arg(format!("127.0.0.1:{}", self.port))
-                .arg("-data-dir")
-                .arg(self.data.path())
-                .arg("-log-level")
-                .arg("error")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn(),
-            ServerKind::Mongod(bin) => Command::new(bin)
-                .arg("--port")
-                .arg(self.port.to_string())
-                .arg("--bind_ip")
-                .arg("127.0.0.1")
-                .arg("--dbpath")
-                .arg(self.data.path())
-                .arg("--quiet")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn(),
-        }
-        .expect("the database server binary could not be started");
+        let child = self
+            .kind
+            .spawn_quiet(self.port, self.data.path())
+            .expect("the database server binary could not be started");
         self.child = Some(child);
         let port = self.port;
         wait_until("the database to accept connections", || async move {

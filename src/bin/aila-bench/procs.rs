@@ -11,24 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tokio::time::Instant;
 
-/// Which database server binary runs.
-#[derive(Debug, Clone)]
-pub enum DbKind {
-    /// FerretDB (MongoDB wire protocol on SQLite), as built by `scripts/build-tools.sh`.
-    FerretDb(PathBuf),
-    /// A real `mongod`.
-    Mongod(PathBuf),
-}
-
-impl DbKind {
-    /// Short name for reports.
-    pub fn describe(&self) -> String {
-        match self {
-            DbKind::FerretDb(p) => format!("FerretDB ({})", p.display()),
-            DbKind::Mongod(p) => format!("mongod ({})", p.display()),
-        }
-    }
-}
+pub use aila_api::local_db::ServerBinary as DbKind;
 
 /// A free TCP port on loopback (bound then released).
 pub fn free_port() -> Result<u16> {
@@ -109,30 +92,10 @@ impl DbServer {
     pub async fn start(&mut self) -> Result<(Instant, Instant)> {
         self.kill();
         let spawned = Instant::now();
-        let child = match &self.kind {
-            DbKind::FerretDb(bin) => Command::new(bin)
-                .arg("-listen-addr")
-                .arg(format!("127.0.0.1:{}", self.port))
-                .arg("-data-dir")
-                .arg(self.data.path())
-                .arg("-log-level")
-                .arg("error")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn(),
-            DbKind::Mongod(bin) => Command::new(bin)
-                .arg("--port")
-                .arg(self.port.to_string())
-                .arg("--bind_ip")
-                .arg("127.0.0.1")
-                .arg("--dbpath")
-                .arg(self.data.path())
-                .arg("--quiet")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn(),
-        }
-        .with_context(|| format!("starting {}", self.kind.describe()))?;
+        let child = self
+            .kind
+            .spawn_quiet(self.port, self.data.path())
+            .with_context(|| format!("starting {}", self.kind.describe()))?;
         self.child = Some(child);
         let accepted = wait_accepting(
             self.addr(),

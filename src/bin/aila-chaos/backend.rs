@@ -77,14 +77,7 @@ pub async fn wait_accepting(port: u16, deadline: Duration) -> Result<(), String>
     }
 }
 
-/// Which database server the local back-end runs.
-#[derive(Debug, Clone)]
-pub enum ServerBinary {
-    /// FerretDB (MongoDB wire protocol on SQLite), `scripts/build-tools.sh ferretdb`.
-    FerretDb(PathBuf),
-    /// A real `mongod`.
-    Mongod(PathBuf),
-}
+pub use aila_api::local_db::ServerBinary;
 
 /// A database server process owned by the tool.
 pub struct LocalDatabase {
@@ -123,10 +116,7 @@ impl LocalDatabase {
 
     /// What runs, for the record.
     pub fn describe(&self) -> String {
-        match &self.binary {
-            ServerBinary::FerretDb(p) => format!("FerretDB {} on port {}", p.display(), self.port),
-            ServerBinary::Mongod(p) => format!("mongod {} on port {}", p.display(), self.port),
-        }
+        format!("{} on port {}", self.binary.describe(), self.port)
     }
 
     fn pid(&self) -> Result<u32, String> {
@@ -143,29 +133,7 @@ impl LocalDatabase {
             .open(&self.log)
             .map_err(|e| format!("{}: {e}", self.log.display()))?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
-        let mut cmd = match &self.binary {
-            ServerBinary::FerretDb(bin) => {
-                let mut c = Command::new(bin);
-                c.arg("-listen-addr")
-                    .arg(format!("127.0.0.1:{}", self.port))
-                    .arg("-data-dir")
-                    .arg(self.data.path())
-                    .arg("-log-level")
-                    .arg("warn");
-                c
-            }
-            ServerBinary::Mongod(bin) => {
-                let mut c = Command::new(bin);
-                c.arg("--port")
-                    .arg(self.port.to_string())
-                    .arg("--bind_ip")
-                    .arg("127.0.0.1")
-                    .arg("--dbpath")
-                    .arg(self.data.path())
-                    .arg("--quiet");
-                c
-            }
-        };
+        let mut cmd = self.binary.command(self.port, self.data.path());
         die_with_parent(&mut cmd);
         let child = cmd
             .stdin(Stdio::null())
