@@ -73,6 +73,10 @@ struct Cli {
     /// Total request rate (open loop); unset: each connection sends as soon as answered.
     #[arg(long)]
     rate: Option<f64>,
+    /// `tree`: first seed this many other users' trees of the same size, so the
+    /// collections hold more than the measured tree (what a shared database looks like).
+    #[arg(long, default_value_t = 0)]
+    other_trees: usize,
     /// Seconds the database stays down in `recovery`.
     #[arg(long, default_value_t = 3.0)]
     down: f64,
@@ -187,6 +191,7 @@ fn main() -> Result<()> {
                 rate: cli.rate,
             },
             down: secs(cli.down, "down")?,
+            other_trees: cli.other_trees,
         },
         db_kind: db_kind.clone(),
         service: ServiceSpec {

@@ -41,6 +41,8 @@ pub struct Options {
     pub load: LoadConfig,
     /// How long the database stays down before it comes back (`recovery`).
     pub down: Duration,
+    /// Other users' trees seeded before `tree` measures.
+    pub other_trees: usize,
 }
 
 /// A service started elsewhere (`--url`).
@@ -353,6 +355,29 @@ async fn health(env: &Env, name: &str, mode: DbMode) -> Result<ScenarioReport> {
     Ok(report)
 }
 
+/// Seeds `others` users' trees, then the measured user's (100 persons and 150 links each,
+/// through the API); the measured user's token.
+async fn seed_trees(addr: SocketAddr, others: usize) -> Result<String> {
+    for _ in 0..others {
+        let other = seed::register(addr).await?;
+        seed::seed_tree(addr, &other, 100, 150).await?;
+    }
+    let token = seed::register(addr).await?;
+    seed::seed_tree(addr, &token, 100, 150).await?;
+    Ok(token)
+}
+
+/// What the `tree` scenario measures, for its report.
+fn tree_what(others: usize, how: &str) -> String {
+    match others {
+        0 => format!("GET /api/tree, a user with 100 persons and 150 links ({how})"),
+        n => format!(
+            "GET /api/tree, a user with 100 persons and 150 links among {n} other users with as \
+             many ({how})"
+        ),
+    }
+}
+
 fn tree_check(v: &Value, persons: usize, links: usize) -> Result<()> {
     let p = v["persons"].as_array().map_or(0, Vec::len);
     let l = v["links"].as_array().map_or(0, Vec::len);
@@ -365,8 +390,7 @@ fn tree_check(v: &Value, persons: usize, links: usize) -> Result<()> {
 async fn tree(env: &Env) -> Result<ScenarioReport> {
     let stack = start_stack(env).await?;
     let addr = stack.svc.addr;
-    let token = seed::register(addr).await?;
-    seed::seed_tree(addr, &token, 100, 150).await?;
+    let token = seed_trees(addr, env.opts.other_trees).await?;
     let spec = RequestSpec::get("/api/tree").bearer(&token);
     let (status, v) = seed::call(addr, &spec).await?;
     if status != 200 {
@@ -382,7 +406,7 @@ async fn tree(env: &Env) -> Result<ScenarioReport> {
         .map(mib);
     let mut report = load_report(
         "tree",
-        "GET /api/tree, a user with 100 persons and 150 links (seeded through the API)".into(),
+        tree_what(env.opts.other_trees, "seeded through the API"),
         &env.opts,
         &results,
         LoadTargets {
@@ -709,11 +733,10 @@ async fn external(env: &Env, ext: External, name: &str) -> Result<ScenarioReport
             },
         ),
         "tree" => {
-            let token = seed::register(addr).await?;
-            seed::seed_tree(addr, &token, 100, 150).await?;
+            let token = seed_trees(addr, env.opts.other_trees).await?;
             (
                 RequestSpec::get("/api/tree").bearer(&token),
-                "GET /api/tree, 100 persons and 150 links (service at --url)".to_string(),
+                tree_what(env.opts.other_trees, "service at --url"),
                 LoadTargets {
                     p99_ms: None,
                     rps: Some(3000.0),
