@@ -160,6 +160,36 @@ async fn measure(
     out
 }
 
+/// Measures `spec` on the stack's service (the database's CPU counted when `count_db`) and
+/// makes the scenario's report, with the service's idle and peak memory.
+async fn measured_report(
+    env: &Env,
+    stack: &Stack,
+    name: &str,
+    spec: RequestSpec,
+    count_db: bool,
+    what: String,
+    targets: LoadTargets,
+) -> (Vec<LoadResult>, ScenarioReport) {
+    let db_pid = if count_db { stack.db.pid() } else { None };
+    let results = measure(env, name, stack.svc.addr, spec, stack.svc.pid(), db_pid).await;
+    let peak = stack
+        .svc
+        .pid()
+        .and_then(|p| vm_kib(p, "VmHWM").ok())
+        .map(mib);
+    let report = load_report(
+        name,
+        what,
+        &env.opts,
+        &results,
+        targets,
+        stack.idle_rss_mib,
+        peak,
+    );
+    (results, report)
+}
+
 fn pct_ms(r: &LoadResult, p: f64) -> f64 {
     percentile(&r.latencies_ns, p).map_or(f64::NAN, |ns| ns as f64 / 1e6)
 }
@@ -310,18 +340,19 @@ async fn health(env: &Env, name: &str, mode: DbMode) -> Result<ScenarioReport> {
             stack.db.freeze()?;
         }
     }
-    let db_pid = if mode == DbMode::Up {
-        stack.db.pid()
-    } else {
-        None
+    let targets = LoadTargets {
+        p99_ms: Some(1.0),
+        rps: None,
     };
-    let results = measure(
+    let spec = RequestSpec::get("/health");
+    let (_, mut report) = measured_report(
         env,
+        &stack,
         name,
-        addr,
-        RequestSpec::get("/health"),
-        stack.svc.pid(),
-        db_pid,
+        spec,
+        mode == DbMode::Up,
+        what.into(),
+        targets,
     )
     .await;
     if mode != DbMode::Up {
@@ -333,23 +364,6 @@ async fn health(env: &Env, name: &str, mode: DbMode) -> Result<ScenarioReport> {
         }
     }
     stack.db.thaw();
-    let peak = stack
-        .svc
-        .pid()
-        .and_then(|p| vm_kib(p, "VmHWM").ok())
-        .map(mib);
-    let mut report = load_report(
-        name,
-        what.into(),
-        &env.opts,
-        &results,
-        LoadTargets {
-            p99_ms: Some(1.0),
-            rps: None,
-        },
-        stack.idle_rss_mib,
-        peak,
-    );
     report.notes = notes;
     stack.svc.stop();
     Ok(report)
@@ -388,7 +402,7 @@ fn tree_check(v: &Value, persons: usize, links: usize) -> Result<()> {
 }
 
 async fn tree(env: &Env) -> Result<ScenarioReport> {
-    let stack = start_stack(env).await?;
+    let mut stack = start_stack(env).await?;
     let addr = stack.svc.addr;
     let token = seed_trees(addr, env.opts.other_trees).await?;
     let spec = RequestSpec::get("/api/tree").bearer(&token);
@@ -398,29 +412,16 @@ async fn tree(env: &Env) -> Result<ScenarioReport> {
     }
     tree_check(&v, 100, 150)?;
     let body_kib = v.to_string().len() as f64 / 1024.0;
-    let results = measure(env, "tree", addr, spec, stack.svc.pid(), stack.db.pid()).await;
-    let peak = stack
-        .svc
-        .pid()
-        .and_then(|p| vm_kib(p, "VmHWM").ok())
-        .map(mib);
-    let mut report = load_report(
-        "tree",
-        tree_what(env.opts.other_trees, "seeded through the API"),
-        &env.opts,
-        &results,
-        LoadTargets {
-            p99_ms: None,
-            rps: Some(3000.0),
-        },
-        stack.idle_rss_mib,
-        peak,
-    );
+    let what = tree_what(env.opts.other_trees, "seeded through the API");
+    let targets = LoadTargets {
+        p99_ms: None,
+        rps: Some(3000.0),
+    };
+    let (_, mut report) = measured_report(env, &stack, "tree", spec, true, what, targets).await;
     report.notes.push(format!(
         "each answer is {body_kib:.1} KiB of JSON; each request verifies the JWT and makes 3 database reads \
          (the user, the persons, the links)"
     ));
-    let mut stack = stack;
     stack.svc.stop();
     Ok(report)
 }
@@ -434,32 +435,13 @@ async fn create_person(env: &Env) -> Result<ScenarioReport> {
     if status != 200 {
         bail!("POST /api/persons answered {status}: {v}");
     }
-    let results = measure(
-        env,
-        "create-person",
-        addr,
-        spec,
-        stack.svc.pid(),
-        stack.db.pid(),
-    )
-    .await;
-    let peak = stack
-        .svc
-        .pid()
-        .and_then(|p| vm_kib(p, "VmHWM").ok())
-        .map(mib);
-    let mut report = load_report(
-        "create-person",
-        "POST /api/persons (one new person per request)".into(),
-        &env.opts,
-        &results,
-        LoadTargets {
-            p99_ms: None,
-            rps: None,
-        },
-        stack.idle_rss_mib,
-        peak,
-    );
+    let what = "POST /api/persons (one new person per request)".to_string();
+    let targets = LoadTargets {
+        p99_ms: None,
+        rps: None,
+    };
+    let (_, mut report) =
+        measured_report(env, &stack, "create-person", spec, true, what, targets).await;
     report
         .notes
         .push("each request verifies the JWT, reads the user and inserts one document".into());
@@ -482,25 +464,15 @@ async fn outage(env: &Env) -> Result<ScenarioReport> {
     if status != 503 {
         bail!("GET /api/persons answered {status} during the outage, expected 503");
     }
-    let results = measure(env, "outage", addr, spec, stack.svc.pid(), None).await;
-    let peak = stack
-        .svc
-        .pid()
-        .and_then(|p| vm_kib(p, "VmHWM").ok())
-        .map(mib);
-    let mut report = load_report(
-        "outage",
-        "GET /api/persons (a database-backed route) while the database is killed: the fail-fast 503 path"
-            .into(),
-        &env.opts,
-        &results,
-        LoadTargets {
-            p99_ms: Some(5.0),
-            rps: None,
-        },
-        stack.idle_rss_mib,
-        peak,
-    );
+    let what = "GET /api/persons (a database-backed route) while the database is killed: the \
+                fail-fast 503 path"
+        .to_string();
+    let targets = LoadTargets {
+        p99_ms: Some(5.0),
+        rps: None,
+    };
+    let (results, mut report) =
+        measured_report(env, &stack, "outage", spec, false, what, targets).await;
     let share_503: Vec<f64> = results
         .iter()
         .map(|r| {
