@@ -34,6 +34,21 @@ fn a_bad_port_stops_start_up_with_one_line_naming_key_and_value() {
     );
 }
 
+/// Waits until `url` (a `/health`) answers 200.
+async fn wait_health_200(http: &reqwest::Client, url: &str) {
+    wait_until("the port to answer", || {
+        let (http, url) = (http.clone(), url.to_string());
+        async move {
+            http.get(&url)
+                .send()
+                .await
+                .map(|r| r.status() == 200)
+                .unwrap_or(false)
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn the_port_answers_before_any_database_and_sigterm_exits_cleanly() {
     let db = Database::unstarted();
@@ -48,17 +63,7 @@ async fn the_port_answers_before_any_database_and_sigterm_exits_cleanly() {
         .unwrap();
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/health");
-    wait_until("the port to answer", || {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            http.get(&url)
-                .send()
-                .await
-                .map(|r| r.status() == 200)
-                .unwrap_or(false)
-        }
-    })
-    .await;
+    wait_health_200(&http, &url).await;
     // Far less than the driver's 10 s server-selection timeout the old service waited for.
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -108,17 +113,7 @@ async fn json_logs_carry_trace_and_span_ids() {
         .unwrap();
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/health");
-    wait_until("the port to answer", || {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            http.get(&url)
-                .send()
-                .await
-                .map(|r| r.status() == 200)
-                .unwrap_or(false)
-        }
-    })
-    .await;
+    wait_health_200(&http, &url).await;
     // Wait for at least one failed reconnect attempt, logged inside a span.
     wait_until("a reconnect attempt", || {
         let (http, url) = (http.clone(), url.clone());
