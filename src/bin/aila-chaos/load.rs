@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aila_api::domain::enums::LinkType;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::Method;
@@ -20,26 +21,6 @@ use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
 use crate::record::{Attempt, Observed, RequestRecord, WriteKind, WriteOutcome, WriteRecord};
-
-/// The 16 link types of the API.
-const LINK_TYPES: [&str; 16] = [
-    "parent",
-    "child",
-    "spouse",
-    "sibling",
-    "grandparent",
-    "grandchild",
-    "uncle_aunt",
-    "nephew_niece",
-    "cousin",
-    "step_parent",
-    "step_child",
-    "parent_in_law",
-    "child_in_law",
-    "sibling_in_law",
-    "godparent",
-    "godchild",
-];
 
 /// A tree is read back whole at the end; stay well under the API's 500-item list cap.
 const MAX_PERSONS_PER_ACCOUNT: usize = 300;
@@ -639,7 +620,8 @@ impl Load {
                     log.accounts[current]
                         .linked
                         .insert((p1.clone(), p2.clone()));
-                    let link_type = LINK_TYPES[rng.random_range(0..LINK_TYPES.len())];
+                    let link_type =
+                        LinkType::ALL[rng.random_range(0..LinkType::ALL.len())].as_str();
                     let marker = link_marker(&p1, &p2, link_type);
                     let wanted = marker.clone();
                     self.write(
