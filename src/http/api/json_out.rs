@@ -15,24 +15,30 @@ use poem_openapi::registry::{MetaResponses, Registry};
 use poem_openapi::types::{ToJSON, Type};
 use serde::Serialize;
 
+use crate::http::error::json_error;
+
 /// A 200 JSON answer written by serde (see the module doc).
 #[derive(Debug, Clone)]
 pub struct JsonOut<T>(pub T);
 
 json_payload!(JsonOut);
 
-impl<T: Type + Serialize + Send> IntoResponse for JsonOut<T> {
+impl<T: Serialize + Send> IntoResponse for JsonOut<T> {
     fn into_response(self) -> Response {
         match serde_json::to_vec(&self.0) {
+            // `Json`'s content type, the same for every `T`.
             Ok(body) => Response::builder()
-                .content_type(<Self as Payload>::CONTENT_TYPE)
+                .content_type(<Json<bool> as Payload>::CONTENT_TYPE)
                 .body(body),
-            // Only a map with non-string keys can fail, and no answer type has one.
-            Err(err) => poem::Error::from_string(
-                format!("the answer could not be written as JSON: {err}"),
-                poem::http::StatusCode::INTERNAL_SERVER_ERROR,
-            )
-            .into_response(),
+            // Only a map with non-string keys can fail, and no answer type has one; if one
+            // ever does, the cause is logged and the client gets the usual JSON 500.
+            Err(err) => {
+                tracing::error!("internal error: the answer could not be written as JSON: {err}");
+                json_error(
+                    poem::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal server error",
+                )
+            }
         }
     }
 }
@@ -71,6 +77,17 @@ mod tests {
         );
         let body = futures::executor::block_on(resp.into_body().into_vec()).unwrap();
         assert_eq!(body, "[\"a\",\"é\"]".as_bytes());
+    }
+
+    #[test]
+    fn an_answer_serde_cannot_write_is_the_json_500() {
+        // A map with non-string keys is the one thing serde_json refuses.
+        let unwritable = std::collections::BTreeMap::from([(vec![1u8], 1)]);
+        let resp = JsonOut(unwritable).into_response();
+        assert_eq!(resp.status(), poem::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let body = futures::executor::block_on(resp.into_body().into_vec()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["detail"], "Internal server error");
     }
 
     #[test]
