@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 
 use crate::common::{Database, spawn_app};
-use crate::exposition::Exposition;
+use crate::exposition::{Exposition, scrape};
 
 /// Labels Prometheus adds at scrape time (`job`, `instance`, and the static `service` of
 /// `observability/prometheus.yml`), and `le` of histogram buckets.
@@ -327,16 +327,7 @@ async fn every_metric_in_the_dashboard_and_alert_rules_exists_in_metrics() {
     // One request that reaches the database, so every histogram has its series.
     let (token, _) = app.register("dashboards@example.com").await;
     assert_eq!(app.get("/api/persons", Some(&token)).await.status, 200);
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let exposition = Exposition::parse(&text);
+    let exposition = scrape(&app).await;
     let known = labels_by_sample(&exposition);
 
     // The dashboard.

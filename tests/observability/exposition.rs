@@ -4,6 +4,22 @@
 
 use std::collections::BTreeMap;
 
+use crate::common::TestApp;
+
+/// `GET /metrics` of `app`, parsed.
+pub async fn scrape(app: &TestApp) -> Exposition {
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    Exposition::parse(&text)
+}
+
 /// One metric family, as declared by its `# TYPE` line.
 #[derive(Debug, Clone, Default)]
 pub struct Family {

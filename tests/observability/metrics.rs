@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use crate::common::{Database, TestApp, spawn_app, wait_until};
-use crate::exposition::Exposition;
+use crate::common::{Database, spawn_app, wait_until};
+use crate::exposition::{Exposition, scrape};
 
 /// Family name, kind, label names: what the core issue promises (and what the dashboard and
 /// alerts use).
@@ -38,19 +38,6 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
     ("aila_trace_export_failures", "counter", &[]),
     ("aila_trace_spans_dropped", "counter", &[]),
 ];
-
-async fn scrape(app: &TestApp) -> Exposition {
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    Exposition::parse(&text)
-}
 
 /// True when `s` holds something that looks like an id: 24 hex digits (ObjectId), a UUID,
 /// or any run of 8+ digits.
