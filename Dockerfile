@@ -15,6 +15,9 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
+# The workspace's member crates (the tools): cargo reads every member's manifest, even
+# when it builds only the service's binaries.
+COPY tools ./tools
 # The caches keep the registry and the compiled dependencies between builds.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

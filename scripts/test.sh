@@ -22,4 +22,6 @@ if ! python3 -c 'import bcrypt, jwt' 2>/dev/null; then
 fi
 
 [[ "${1:-}" == "--" ]] && shift
-cargo test --all-targets "$@"
+# The whole workspace: the service's suites, the tools' own tests (the chaos run needs the
+# service binary, built in the same invocation).
+cargo test --workspace --all-targets "$@"

@@ -14,15 +14,16 @@
 //! - [`auth`]: JWTs and bcrypt hashes compatible with the old service.
 //! - [`http`]: routes, probes, errors, authentication, request spans and metrics.
 //! - [`redact`]: keeping the MongoDB password out of logs, spans and health.
-//! - [`local_db`]: the command line of the local database server the development tools and
-//!   the tests run (FerretDB or `mongod`).
+//!
+//! The development tools are member crates of the workspace, outside the service:
+//! `tools/aila-chaos`, `tools/aila-bench` and `tools/aila-testkit` (the local database
+//! server the tools and the test harness run).
 
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
-pub mod local_db;
 pub mod metrics;
 pub mod redact;
 pub mod repo;

@@ -8,35 +8,20 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::Duration;
 
 use aila_api::config::{ConfigSources, Settings};
-use aila_api::local_db::ServerBinary as ServerKind;
 use aila_api::metrics::Metrics;
 use aila_api::startup::Application;
+use aila_testkit::ServerBinary as ServerKind;
 use serde_json::{Value, json};
 
 /// How long any awaited condition may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 fn server_kind() -> ServerKind {
-    if let Ok(bin) = std::env::var("MONGOD_BIN") {
-        if !bin.is_empty() {
-            return ServerKind::Mongod(PathBuf::from(bin));
-        }
-    }
-    let bin = std::env::var("FERRETDB_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/ferretdb"));
-    if !bin.exists() {
-        panic!(
-            "FerretDB is not built ({} missing): run `scripts/build-tools.sh ferretdb` once, or set MONGOD_BIN to a mongod binary",
-            bin.display()
-        );
-    }
-    ServerKind::FerretDb(bin)
+    ServerKind::from_env().require_built()
 }
 
 /// A free TCP port on loopback, never the same twice in one test process (a port reserved

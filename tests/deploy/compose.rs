@@ -42,7 +42,7 @@ fn env_of(svc: &Value) -> Vec<(String, String)> {
 
 /// The `docker compose` commands `aila-chaos` would run, from its own `--dry-run`.
 fn chaos_plan() -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_aila-chaos"))
+    let out = Command::new(aila_testkit::workspace::built_binary("aila-chaos"))
         .args(["--backend", "compose", "--dry-run", "--cycles", "1"])
         .output()
         .unwrap();

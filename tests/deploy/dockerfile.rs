@@ -1,4 +1,5 @@
-//! The Dockerfile builds the binaries the tests run, copies every source folder Cargo needs,
+//! The Dockerfile builds the binaries the tests run, copies every source folder Cargo needs
+//! (the service's targets and the workspace's member crates),
 //! runs as a non-root user and checks `/health` with our own health-check binary.
 
 use std::path::Path;
@@ -133,7 +134,14 @@ struct Target {
 }
 
 #[derive(Deserialize)]
+struct Workspace {
+    #[serde(default)]
+    members: Vec<String>,
+}
+
+#[derive(Deserialize)]
 struct Manifest {
+    workspace: Option<Workspace>,
     lib: Option<Target>,
     #[serde(default)]
     bin: Vec<Target>,
@@ -172,6 +180,14 @@ fn every_target_cargo_needs_is_copied_into_the_builder() {
         assert!(
             copied.iter().any(|c| c == needed),
             "{needed} not copied: {copied:?}"
+        );
+    }
+    // Cargo reads every workspace member's manifest, even to build one package.
+    for member in manifest.workspace.iter().flat_map(|w| &w.members) {
+        let top = member.split('/').next().unwrap().to_string();
+        assert!(
+            top == "." || copied.contains(&top),
+            "the workspace member {member} is not copied into the builder (copied: {copied:?})"
         );
     }
     let targets = manifest

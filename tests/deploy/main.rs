@@ -2,6 +2,7 @@
 //! compose file, the Dockerfile, `.env.example` and the Kubernetes manifests must name the
 //! services, ports, binaries, settings and probe paths the service and `aila-chaos` really
 //! have. Probe paths are checked against the real routes of the service started in-process.
+//! The workspace itself: the service's dependency tree holds none of the tools' needs.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -11,6 +12,7 @@ mod dockerfile;
 mod env_example;
 mod healthcheck;
 mod kubernetes;
+mod workspace;
 
 use std::path::{Path, PathBuf};
 

@@ -77,7 +77,7 @@ pub async fn wait_accepting(port: u16, deadline: Duration) -> Result<(), String>
     }
 }
 
-pub use aila_api::local_db::ServerBinary;
+pub use aila_testkit::ServerBinary;
 
 /// A database server process owned by the tool.
 pub struct LocalDatabase {

@@ -112,7 +112,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     // Before anything of ours runs: the load says whether the machine was quiet.
     let machine = Machine::read();
-    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let manifest_dir = aila_testkit::workspace::root();
     let mut names = Vec::new();
     for s in &cli.scenarios {
         if s == "all" {

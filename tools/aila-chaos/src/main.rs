@@ -213,7 +213,7 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn source_tree() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    aila_testkit::workspace::root()
 }
 
 fn ferretdb_path(arg: Option<PathBuf>) -> PathBuf {

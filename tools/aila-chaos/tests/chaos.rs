@@ -2,26 +2,21 @@
 //! `mongod` from `MONGOD_BIN`, and the real `aila-api` binary) through two cycles of kill,
 //! freeze and restart under a mixed load, about a minute. Fails on any lost write, any
 //! `/health` answer other than 200, or a service exit, as the tool's own checks do; the test
-//! reads the JSON record too, so a tool that wrongly passed would still be caught.
+//! reads the JSON record too, so a tool that wrongly passed would still be caught. The
+//! service binary is the workspace's own build (`cargo build --workspace`, as
+//! `scripts/test.sh` does).
 
-use std::path::PathBuf;
 use std::process::Command;
 
+use aila_testkit::ServerBinary;
+use aila_testkit::workspace::built_binary;
 use serde_json::Value;
 
 fn database_args() -> Vec<String> {
-    if let Some(m) = std::env::var_os("MONGOD_BIN").filter(|m| !m.is_empty()) {
-        return vec!["--mongod".into(), m.to_string_lossy().into_owned()];
+    match ServerBinary::from_env().require_built() {
+        ServerBinary::Mongod(m) => vec!["--mongod".into(), m.display().to_string()],
+        ServerBinary::FerretDb(f) => vec!["--ferretdb".into(), f.display().to_string()],
     }
-    let ferretdb = std::env::var_os("FERRETDB_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/ferretdb"));
-    assert!(
-        ferretdb.exists(),
-        "FerretDB is not built ({} missing): run `scripts/build-tools.sh ferretdb` once, or set MONGOD_BIN to a mongod binary",
-        ferretdb.display()
-    );
-    vec!["--ferretdb".into(), ferretdb.display().to_string()]
 }
 
 #[test]
@@ -29,7 +24,8 @@ fn a_minute_of_kills_freezes_and_restarts_loses_nothing() {
     let out = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_aila-chaos"))
         .args(database_args())
-        .args(["--service-bin", env!("CARGO_BIN_EXE_aila-api")])
+        .arg("--service-bin")
+        .arg(built_binary("aila-api"))
         .args(["--backend", "local", "--cycles", "2"])
         .args([
             "--warmup",

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tokio::time::Instant;
 
-pub use aila_api::local_db::ServerBinary as DbKind;
+pub use aila_testkit::ServerBinary as DbKind;
 
 /// A free TCP port on loopback (bound then released).
 pub fn free_port() -> Result<u16> {

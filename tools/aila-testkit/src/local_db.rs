@@ -1,7 +1,8 @@
 //! The local database server of the development tools (`aila-bench`, `aila-chaos`) and the
 //! test harness: FerretDB (built by `scripts/build-tools.sh ferretdb`) or a real `mongod`,
-//! a child process on a loopback port with a data folder of its own. Only the command line
-//! lives here; each caller owns the process (output, waiting, kill, freeze) its own way.
+//! a child process on a loopback port with a data folder of its own. Which binary (from
+//! `MONGOD_BIN`, `FERRETDB_BIN` or the workspace's `.tools/bin/ferretdb`) and its command
+//! line live here; each caller owns the process (output, waiting, kill, freeze) its own way.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,6 +17,34 @@ pub enum ServerBinary {
 }
 
 impl ServerBinary {
+    /// The server the tests and tools use by default: a real `mongod` when `MONGOD_BIN`
+    /// names one, otherwise FerretDB from `FERRETDB_BIN` or `.tools/bin/ferretdb` of the
+    /// workspace. The FerretDB binary may not exist yet: see [`Self::require_built`].
+    pub fn from_env() -> ServerBinary {
+        if let Some(bin) = std::env::var_os("MONGOD_BIN").filter(|b| !b.is_empty()) {
+            return ServerBinary::Mongod(PathBuf::from(bin));
+        }
+        ServerBinary::FerretDb(
+            std::env::var_os("FERRETDB_BIN")
+                .filter(|b| !b.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| crate::workspace::root().join(".tools/bin/ferretdb")),
+        )
+    }
+
+    /// Panics with the one command to run when the binary is missing.
+    pub fn require_built(self) -> ServerBinary {
+        let path = match &self {
+            ServerBinary::FerretDb(p) | ServerBinary::Mongod(p) => p,
+        };
+        assert!(
+            path.exists(),
+            "{} is missing: run `scripts/build-tools.sh ferretdb` once, or set MONGOD_BIN to a mongod binary",
+            self.describe()
+        );
+        self
+    }
+
     /// The command that serves `127.0.0.1:port` with its data in `data_dir` (logging
     /// warnings and errors only); the caller sets its output and spawns it.
     pub fn command(&self, port: u16, data_dir: &Path) -> Command {

@@ -1,0 +1,13 @@
+//! Test support shared by the service's test harness and the development tools
+//! (`aila-bench`, `aila-chaos`): where the workspace and its built binaries are, and the
+//! local database server (FerretDB built by `scripts/build-tools.sh ferretdb`, or a real
+//! `mongod` from `MONGOD_BIN`) each of them runs as a child process.
+//!
+//! Layout:
+//! - [`local_db`]: which database server binary to run and its command line.
+//! - [`workspace`]: the workspace root and the binaries cargo built next to the caller.
+
+pub mod local_db;
+pub mod workspace;
+
+pub use local_db::ServerBinary;

@@ -1,0 +1,39 @@
+//! Where things are: the workspace root (for `.tools/bin/…` and the checked-in config
+//! files) and the binaries cargo built into the same target folder as the running program.
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root: the folder that holds the service's `Cargo.toml`, `.tools/` and
+/// `config/`.
+pub fn root() -> PathBuf {
+    // This crate lives at `tools/aila-testkit` below the root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("tools/aila-testkit sits two folders below the workspace root")
+        .to_path_buf()
+}
+
+/// The path of a binary of the workspace built in the same profile as the running program
+/// (`target/debug/aila-api` beside `target/debug/aila-chaos`, or beside
+/// `target/debug/deps/<test>` for an integration test).
+///
+/// Panics with what to run when it is not built: tests of one crate cannot ask cargo to
+/// build another crate's binary, `scripts/test.sh` builds the whole workspace first.
+pub fn built_binary(name: &str) -> PathBuf {
+    let me = std::env::current_exe().expect("the running program has a path");
+    let mut dir = me
+        .parent()
+        .expect("a binary sits in a folder")
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace` (scripts/test.sh does) and try again",
+        path.display()
+    );
+    path
+}
