@@ -3,6 +3,8 @@
 #
 #   .tools/bin/ferretdb   tools/ferretdb (FerretDB, MongoDB wire protocol on SQLite)
 #   .tools/bin/jaeger     tools/jaeger   (Jaeger v2 all-in-one, in-memory storage)
+#   .tools/jaeger-ui/     tools/jaeger   (the Jaeger UI web app Jaeger serves: index.html,
+#                                         static/; laid out with `jaeger`, see below)
 #
 # Usage: scripts/build-tools.sh [ferretdb|jaeger|all] [--force]   (default: ferretdb)
 #
@@ -10,6 +12,13 @@
 # and access to the Go module proxy. A tool is skipped when its binary is newer
 # than every file of its module (go.mod, go.sum, *.go); --force rebuilds.
 # Env: GO=/path/to/go to pick the Go binary.
+#
+# The Jaeger UI: a Jaeger built from the module proxy has no web UI (release builds
+# embed a separately built jaeger-ui). tools/jaeger pins the Go module
+# github.com/tonistiigi/jaeger-ui-rest, whose public/ folder is a production build of
+# Jaeger UI with every file gzipped; `jaeger` unpacks it (gunzip) into .tools/jaeger-ui,
+# the folder tools/jaeger/config.template.yaml serves (ui.assets_path). The folder is
+# self-contained: copy it into an image and point JAEGER_UI_ASSETS at it.
 set -euo pipefail
 
 usage() {
@@ -102,13 +111,59 @@ build_jaeger() {
 		-ldflags "-s -w -X github.com/jaegertracing/jaeger/internal/version.latestVersion=$version"
 }
 
+# Unpacks the pinned UI module's public/ (every file gzipped) into .tools/jaeger-ui.
+# `go mod download` checks the module against tools/jaeger/go.sum. Skipped when the
+# folder already holds this module version (.tools/jaeger-ui/.module), unless --force.
+layout_jaeger_ui() {
+	local module=github.com/tonistiigi/jaeger-ui-rest
+	local out="$repo/.tools/jaeger-ui"
+	local mod_dir="$repo/tools/jaeger"
+	local start=$SECONDS info version src
+	if ! (cd "$mod_dir" && "$go_bin" mod download "$module"); then
+		echo "build-tools: downloading $module FAILED (module proxy reachable? go.sum matches?)" >&2
+		return 1
+	fi
+	info="$(cd "$mod_dir" && "$go_bin" list -mod=readonly -m -f '{{.Path}}@{{.Version}} {{.Dir}}' "$module")"
+	version="${info%% *}"
+	src="${info#* }/public"
+	if [[ "$force" -eq 0 && -f "$out/index.html" && "$(cat "$out/.module" 2>/dev/null)" == "$version" ]]; then
+		echo "build-tools: jaeger-ui is up to date ($out, $version)"
+		return 0
+	fi
+	if [[ ! -f "$src/index.html" ]]; then
+		echo "build-tools: $version has no public/index.html ($src); is the pin right?" >&2
+		return 1
+	fi
+	local tmp="$out.tmp.$$" f rel
+	rm -rf "$tmp"
+	mkdir -p "$tmp"
+	while IFS= read -r -d '' f; do
+		rel="${f#"$src"/}"
+		mkdir -p "$tmp/$(dirname "$rel")"
+		if ! gzip -dc "$f" >"$tmp/$rel"; then
+			rm -rf "$tmp"
+			echo "build-tools: $rel of $version is not gzip data; cannot lay out the UI" >&2
+			return 1
+		fi
+	done < <(find "$src" -type f -print0)
+	echo "$version" >"$tmp/.module"
+	chmod -R u+w,a+rX "$tmp"
+	rm -rf "$out"
+	mv "$tmp" "$out"
+	echo "build-tools: laid out Jaeger UI ($version, $(du -sh "$out" | cut -f1)) in $out in $((SECONDS - start))s"
+}
+
 total_start=$SECONDS
 case "$target" in
 ferretdb) build_ferretdb ;;
-jaeger) build_jaeger ;;
+jaeger)
+	build_jaeger
+	layout_jaeger_ui
+	;;
 all)
 	build_ferretdb
 	build_jaeger
+	layout_jaeger_ui
 	;;
 esac
 echo "build-tools: done in $((SECONDS - total_start))s"
