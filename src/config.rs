@@ -213,6 +213,12 @@ pub const SETTINGS: &[Setting] = &[
         default: "aila-api",
         doc: "service.name resource attribute",
     },
+    Setting {
+        env: "JAEGER_UI_URL",
+        key: "otel.ui_url",
+        default: "(unset: no link)",
+        doc: "Jaeger UI address as a browser reaches it, e.g. http://localhost:16686; the start-up log line then links its trace ({JAEGER_UI_URL}/trace/{id})",
+    },
 ];
 
 /// The settings as deserialised from all layers, before validation.
@@ -329,6 +335,18 @@ pub struct OtelSettings {
     pub disabled: bool,
     /// `service.name`.
     pub service_name: String,
+    /// Jaeger UI base address (no trailing `/`), for links to traces in log lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui_url: Option<String>,
+}
+
+impl OtelSettings {
+    /// The link to trace `trace_id` in the Jaeger UI, when its address is configured.
+    pub fn trace_url(&self, trace_id: &str) -> Option<String> {
+        self.ui_url
+            .as_ref()
+            .map(|base| format!("{base}/trace/{trace_id}"))
+    }
 }
 
 /// MongoDB settings after validation.
@@ -472,6 +490,7 @@ fn built_in_defaults() -> RawSettings {
             endpoint: "http://localhost:4317".into(),
             disabled: false,
             service_name: "aila-api".into(),
+            ui_url: None,
         },
     }
 }
@@ -533,6 +552,7 @@ fn is_string_setting(key: &str) -> bool {
             | "log.filter"
             | "otel.endpoint"
             | "otel.service_name"
+            | "otel.ui_url"
             | "log.format"
     )
 }
@@ -690,6 +710,11 @@ impl Settings {
                 }
             }
         };
+        let mut otel = raw.otel;
+        otel.ui_url = match otel.ui_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(u) => Some(ui_url(u)?),
+        };
         let ms = Duration::from_millis;
         Ok(Settings {
             app_env: raw.app_env,
@@ -714,7 +739,7 @@ impl Settings {
             preview: raw.preview,
             jwt,
             log: raw.log,
-            otel: raw.otel,
+            otel,
             load_report,
             warnings,
         })
@@ -724,6 +749,23 @@ impl Settings {
     pub fn jwt_secret_bytes(&self) -> &[u8] {
         self.jwt.secret.expose_secret().as_bytes()
     }
+}
+
+/// `JAEGER_UI_URL` checked: an absolute http(s) address, returned without trailing `/`.
+fn ui_url(raw: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| {
+        ConfigError(format!(
+            "JAEGER_UI_URL = {raw:?} {why}: give the Jaeger UI's address as a browser reaches it, e.g. http://localhost:16686 (or leave it unset)"
+        ))
+    };
+    let parsed = url::Url::parse(raw).map_err(|e| bad(&format!("is not a URL ({e})")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(bad("is not an http(s) address"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad("has a query or fragment"));
+    }
+    Ok(raw.trim_end_matches('/').to_string())
 }
 
 fn generate_secret() -> String {
@@ -876,6 +918,7 @@ mod tests {
                 "http.port" => "1234",
                 "mongo.min_pool_size" => "7",
                 "log.format" => "json",
+                "otel.ui_url" => "http://x-value:16686",
                 k if k.starts_with("mongo.retry") || k == "otel.disabled" => "false",
                 k if is_string_setting(k) => "x-value",
                 _ => "777",
@@ -893,6 +936,41 @@ mod tests {
                 "{} not applied",
                 setting.env
             );
+        }
+    }
+
+    #[test]
+    fn the_jaeger_ui_url_makes_trace_links_and_refuses_what_is_not_an_address() {
+        let (_d, s) = sources(&[]);
+        let cfg = Settings::load(&s).unwrap();
+        assert_eq!(cfg.otel.ui_url, None);
+        assert_eq!(cfg.otel.trace_url("abc"), None);
+        for (given, base) in [
+            ("http://localhost:16686", "http://localhost:16686"),
+            (
+                "https://jaeger.example.org/jaeger/",
+                "https://jaeger.example.org/jaeger",
+            ),
+            ("  ", ""),
+        ] {
+            let (_d, s) = sources(&[("JAEGER_UI_URL", given)]);
+            let cfg = Settings::load(&s).unwrap();
+            if base.is_empty() {
+                assert_eq!(cfg.otel.ui_url, None);
+            } else {
+                assert_eq!(
+                    cfg.otel
+                        .trace_url("4bf92f3577b34da6a3ce929d0e0e4736")
+                        .as_deref(),
+                    Some(format!("{base}/trace/4bf92f3577b34da6a3ce929d0e0e4736").as_str())
+                );
+            }
+        }
+        for bad in ["localhost:16686", "ftp://x/", "http://x/?a=1", "not a url"] {
+            let (_d, s) = sources(&[("JAEGER_UI_URL", bad)]);
+            let err = Settings::load(&s).unwrap_err().to_string();
+            assert!(err.contains("JAEGER_UI_URL"), "{bad}: {err}");
+            assert!(err.contains("e.g. http://localhost:16686"), "{bad}: {err}");
         }
     }
 

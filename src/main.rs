@@ -26,9 +26,8 @@ async fn main() {
     let telemetry = Telemetry::init(&settings, metrics.clone());
     let t2 = SystemTime::now();
 
-    let startup = tracing::info_span!("startup", service.version = env!("CARGO_PKG_VERSION"));
-    telemetry.record_past_phases(
-        &startup,
+    let startup = telemetry.startup_span(
+        t0,
         &[
             PastPhase {
                 name: "config.load",

@@ -4,13 +4,23 @@
 //! low-cardinality labels only (route templates such as `/api/persons/{id}`, never raw
 //! paths or ids). Readers of the resilience state (breaker, database status) update the
 //! gauges from the published state; nothing here ever waits on the database.
+//!
+//! From metrics to traces: the HTTP and database latency histograms carry exemplars (one
+//! per bucket, the latest) labelled `trace_id` with the trace of the request or operation
+//! observed, so a slow bucket in Grafana or Prometheus leads to its trace in Jaeger. Only
+//! sampled spans of an exporting service give exemplars (a trace id Jaeger never receives
+//! would lead nowhere).
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::trace::TraceContextExt;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -63,20 +73,40 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+/// The exemplar of a latency sample: the trace it belongs to.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceExemplar {
+    /// 32 hex digits, as Jaeger's `/trace/{id}` takes it.
+    pub trace_id: String,
+}
+
+/// A latency histogram whose buckets carry [`TraceExemplar`]s.
+pub type TracedHistogram = HistogramWithExemplars<TraceExemplar>;
+
+type TracedHistogramFamily<L> = Family<L, TracedHistogram, fn() -> TracedHistogram>;
+
+/// 100 µs .. ~26 s
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.0001, 2.0, 19)
+}
 
 fn latency_histogram() -> Histogram {
-    // 100 µs .. ~26 s
-    Histogram::new(exponential_buckets(0.0001, 2.0, 19))
+    Histogram::new(latency_buckets())
+}
+
+fn traced_latency_histogram() -> TracedHistogram {
+    HistogramWithExemplars::new(latency_buckets())
 }
 
 /// Every metric of the service.
 pub struct Metrics {
     registry: Registry,
-    /// HTTP request duration by method, route and status.
-    pub http_request_duration: HistogramFamily<HttpLabels>,
-    /// Database operation duration by operation, collection and outcome.
-    pub db_operation_duration: HistogramFamily<DbOpLabels>,
+    /// HTTP request duration by method, route and status (exemplars: trace ids).
+    pub http_request_duration: TracedHistogramFamily<HttpLabels>,
+    /// Database operation duration by operation, collection and outcome (exemplars: trace ids).
+    pub db_operation_duration: TracedHistogramFamily<DbOpLabels>,
+    /// Whether samples get trace exemplars: true while traces are exported.
+    exemplars: AtomicBool,
     /// One series per breaker state, 1 for the current one.
     pub breaker_state: Family<StateLabels, Gauge>,
     /// Breaker transitions by from/to.
@@ -109,11 +139,11 @@ impl Metrics {
     /// All families, registered under the `aila_` prefix.
     pub fn new() -> Arc<Self> {
         let mut registry = Registry::with_prefix("aila");
-        let http_request_duration = HistogramFamily::<HttpLabels>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
+        let http_request_duration = TracedHistogramFamily::<HttpLabels>::new_with_constructor(
+            traced_latency_histogram as fn() -> TracedHistogram,
         );
-        let db_operation_duration = HistogramFamily::<DbOpLabels>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
+        let db_operation_duration = TracedHistogramFamily::<DbOpLabels>::new_with_constructor(
+            traced_latency_histogram as fn() -> TracedHistogram,
         );
         let breaker_state = Family::<StateLabels, Gauge>::default();
         let breaker_transitions = Family::<TransitionLabels, Counter>::default();
@@ -206,6 +236,7 @@ impl Metrics {
             registry,
             http_request_duration,
             db_operation_duration,
+            exemplars: AtomicBool::new(true),
             breaker_state,
             breaker_transitions,
             breaker_refused_calls,
@@ -234,13 +265,40 @@ impl Metrics {
         }
     }
 
-    /// Records one database operation.
+    /// Turns trace exemplars on or off (telemetry turns them off when traces go nowhere).
+    pub fn set_exemplars(&self, on: bool) {
+        self.exemplars.store(on, Ordering::Relaxed);
+    }
+
+    /// The exemplar for a sample observed in `span`: its trace, when sampled and exported.
+    fn exemplar(&self, span: &tracing::Span) -> Option<TraceExemplar> {
+        if !self.exemplars.load(Ordering::Relaxed) {
+            return None;
+        }
+        let cx = span.context();
+        let sc = cx.span().span_context().clone();
+        (sc.is_valid() && sc.is_sampled()).then(|| TraceExemplar {
+            trace_id: sc.trace_id().to_string(),
+        })
+    }
+
+    /// Records one HTTP request, served in `span`.
+    pub fn http_request(&self, labels: &HttpLabels, took: Duration, span: &tracing::Span) {
+        self.http_request_duration.get_or_create(labels).observe(
+            took.as_secs_f64(),
+            self.exemplar(span),
+            Some(SystemTime::now()),
+        );
+    }
+
+    /// Records one database operation, run in `span`.
     pub fn db_operation(
         &self,
         operation: &'static str,
         collection: &'static str,
         outcome: &'static str,
         took: Duration,
+        span: &tracing::Span,
     ) {
         self.db_operation_duration
             .get_or_create(&DbOpLabels {
@@ -248,7 +306,11 @@ impl Metrics {
                 collection,
                 outcome,
             })
-            .observe(took.as_secs_f64());
+            .observe(
+                took.as_secs_f64(),
+                self.exemplar(span),
+                Some(SystemTime::now()),
+            );
     }
 
     /// The exposition text.

@@ -3,7 +3,8 @@
 //! [`Application::start`] binds the port and starts answering before any database I/O, then
 //! hands the database work (`db.client.configure`, `db.connect`, `db.indexes`) to a
 //! background task inside the start-up trace, and finishes with `http.listen` ("Application
-//! startup complete"). If the database is down, start-up completes anyway and the
+//! startup complete", with the start-up trace's id and, when `JAEGER_UI_URL` is set, its link
+//! in the Jaeger UI). If the database is down, start-up completes anyway and the
 //! supervisor's reconnect loop takes over. [`Application::shutdown`] turns readiness to 503,
 //! lets in-flight requests finish (bounded) and stops the background tasks.
 
@@ -19,7 +20,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::auth::token::TokenCodec;
-use crate::config::Settings;
+use crate::config::{OtelSettings, Settings};
 use crate::db::Gateway;
 use crate::db::state::DbState;
 use crate::db::supervisor::Supervisor;
@@ -157,12 +158,13 @@ impl Application {
             shutdown_rx.clone(),
         );
         let db_name = settings.mongo.db_name.clone();
+        let trace = startup_trace_note(&startup, &settings.otel);
         let background = tokio::spawn(async move {
             async {
                 supervisor.start().await;
                 tracing::info_span!("http.listen", server.address = %addr).in_scope(|| {
                     tracing::info!(
-                        "Application startup complete: listening on {addr}, database {db_name}"
+                        "Application startup complete: listening on {addr}, database {db_name}{trace}"
                     );
                 });
             }
@@ -224,6 +226,18 @@ impl Application {
     ) -> std::io::Result<()> {
         signal.await;
         self.shutdown().await
+    }
+}
+
+/// `; start-up trace ID: LINK` for the start-up line (the link only when the Jaeger UI's
+/// address is configured), so the trace of a pod that started badly is one click away.
+fn startup_trace_note(startup: &tracing::Span, otel: &OtelSettings) -> String {
+    let Some(id) = crate::telemetry::trace_id(startup) else {
+        return String::new();
+    };
+    match otel.trace_url(&id) {
+        Some(url) => format!("; start-up trace {id}: {url}"),
+        None => format!("; start-up trace {id}"),
     }
 }
 

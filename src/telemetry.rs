@@ -7,6 +7,11 @@
 //! counted in `/metrics` and a warning is logged once (and once again when export recovers).
 //! With `OTEL_SDK_DISABLED=true` spans still get ids (for the JSON logs) but nothing is sent.
 //! W3C trace context (`traceparent`) is the propagation format.
+//!
+//! [`Telemetry::startup_span`] opens the `startup` trace at the process's first instant
+//! (see [`backdate`]), with the phases that ran before telemetry existed as its children.
+
+mod backdate;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +23,7 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
 use tracing::Subscriber;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::fmt::format::Writer;
@@ -28,6 +33,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use self::backdate::{Backdating, StartOverride};
 use crate::config::{LogFormat, Settings};
 use crate::metrics::Metrics;
 
@@ -36,6 +42,7 @@ use crate::metrics::Metrics;
 pub struct Telemetry {
     provider: SdkTracerProvider,
     export_enabled: bool,
+    starts: StartOverride,
 }
 
 /// Span data with explicit times, for start-up phases that ran before telemetry existed.
@@ -82,6 +89,9 @@ impl Telemetry {
         let mut builder = SdkTracerProvider::builder().with_resource(resource);
         let mut export_problem = None;
         let export_enabled = !settings.otel.disabled;
+        let starts = StartOverride::default();
+        // Exemplars name traces: only worth it when the traces go somewhere.
+        metrics.set_exemplars(export_enabled);
         if export_enabled {
             match opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
@@ -90,11 +100,16 @@ impl Telemetry {
                 .build()
             {
                 Ok(exporter) => {
-                    builder = builder.with_batch_exporter(CountingExporter {
+                    let batch = BatchSpanProcessor::builder(CountingExporter {
                         inner: exporter,
                         metrics,
                         failing: Arc::new(AtomicBool::new(false)),
                         endpoint: settings.otel.endpoint.clone(),
+                    })
+                    .build();
+                    builder = builder.with_span_processor(Backdating {
+                        inner: batch,
+                        starts: starts.clone(),
                     });
                 }
                 Err(e) => {
@@ -133,7 +148,20 @@ impl Telemetry {
         Telemetry {
             provider,
             export_enabled,
+            starts,
         }
+    }
+
+    /// The root span of start-up: it begins at `began` (the process's first instant, before
+    /// telemetry existed) and has `past` (the phases that ran before) as its first children;
+    /// everything start-up does later nests under it.
+    pub fn startup_span(&self, began: SystemTime, past: &[PastPhase]) -> tracing::Span {
+        let span = tracing::info_span!("startup", service.version = env!("CARGO_PKG_VERSION"));
+        let cx = span.context();
+        let id = cx.span().span_context().span_id();
+        self.starts.set(id, began);
+        self.record_past_phases(&span, past);
+        span
     }
 
     /// Records phases that ran before telemetry existed as children of `parent`.
@@ -173,6 +201,13 @@ impl Telemetry {
         let provider = self.provider.clone();
         let _ = std::thread::spawn(move || provider.force_flush()).join();
     }
+}
+
+/// The trace id of `span` (32 hex digits), when it has one.
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id().to_string())
 }
 
 /// Minimal logging for the one case where the settings cannot be read: the error line.

@@ -323,6 +323,7 @@ impl Gateway {
                     metric_collection,
                     "refused",
                     started.elapsed(),
+                    &span,
                 );
                 fail_span(match refused.state {
                     BreakerState::HalfOpen => "circuit_half_open",
@@ -341,6 +342,7 @@ impl Gateway {
                 metric_collection,
                 "refused",
                 started.elapsed(),
+                &span,
             );
             fail_span("no_client");
             return Err(DbError::Unavailable {
@@ -362,17 +364,25 @@ impl Gateway {
         match result {
             Ok(v) => {
                 permit.record(Outcome::Success);
-                self.inner
-                    .metrics
-                    .db_operation(operation, metric_collection, "success", took);
+                self.inner.metrics.db_operation(
+                    operation,
+                    metric_collection,
+                    "success",
+                    took,
+                    &span,
+                );
                 Ok(v)
             }
             Err(Fault::Timeout) => {
                 let message = format!("no answer within {} ms", deadline.as_millis());
                 permit.record(Outcome::Failure(format!("{span_name}: {message}")));
-                self.inner
-                    .metrics
-                    .db_operation(operation, metric_collection, "failure", took);
+                self.inner.metrics.db_operation(
+                    operation,
+                    metric_collection,
+                    "failure",
+                    took,
+                    &span,
+                );
                 fail_span("timeout");
                 Err(DbError::Failed {
                     kind: "timeout",
@@ -383,9 +393,13 @@ impl Gateway {
             Err(Fault::Injected) => {
                 let message = "injected failure".to_string();
                 permit.record(Outcome::Failure(message.clone()));
-                self.inner
-                    .metrics
-                    .db_operation(operation, metric_collection, "failure", took);
+                self.inner.metrics.db_operation(
+                    operation,
+                    metric_collection,
+                    "failure",
+                    took,
+                    &span,
+                );
                 fail_span("injected");
                 Err(DbError::Failed {
                     kind: "injected",
@@ -406,6 +420,7 @@ impl Gateway {
                             metric_collection,
                             "failure",
                             took,
+                            &span,
                         );
                         fail_span(kind);
                         tracing::warn!(parent: &span, error.type = kind, "database failure: {message}");
@@ -422,6 +437,7 @@ impl Gateway {
                             metric_collection,
                             "rejected",
                             took,
+                            &span,
                         );
                         span.record("error.type", "duplicate_key");
                         Err(DbError::DuplicateKey(message))
@@ -433,6 +449,7 @@ impl Gateway {
                             metric_collection,
                             "rejected",
                             took,
+                            &span,
                         );
                         fail_span(kind);
                         Err(DbError::Rejected { kind, message })

@@ -5,7 +5,7 @@
 //! `http.request.method`, `http.route`, `url.path`, `http.response.status_code`; a W3C
 //! `traceparent` header makes the span a child of the caller's trace. The route is the
 //! template poem matched (`/api/persons/{id}`), never the raw path, so metric labels stay
-//! low-cardinality.
+//! low-cardinality. The duration sample carries the span's trace id as its exemplar.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -206,14 +206,15 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, v);
         }
-        self.metrics
-            .http_request_duration
-            .get_or_create(&HttpLabels {
+        self.metrics.http_request(
+            &HttpLabels {
                 method,
                 route,
                 status,
-            })
-            .observe(started.elapsed().as_secs_f64());
+            },
+            started.elapsed(),
+            &span,
+        );
         Ok(response)
     }
 }

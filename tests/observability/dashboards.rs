@@ -319,6 +319,61 @@ fn the_scanner_finds_metrics_matchers_and_grouping() {
     );
 }
 
+/// The histograms whose buckets carry trace exemplars, and the exemplar's label.
+const WITH_EXEMPLARS: &[&str] = &[
+    "aila_http_server_request_duration_seconds_bucket",
+    "aila_db_operation_duration_seconds_bucket",
+];
+const EXEMPLAR_LABEL: &str = "trace_id";
+
+#[test]
+fn the_latency_panels_show_exemplars_that_link_to_jaeger() {
+    let dashboard: Value = serde_json::from_str(&file("observability/grafana/aila-dashboard.json"))
+        .expect("the dashboard is JSON");
+    let mut latency_panels = 0;
+    for p in dashboard["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap_or_default();
+            if expr.contains("histogram_quantile")
+                && WITH_EXEMPLARS.iter().any(|m| expr.contains(m))
+            {
+                latency_panels += 1;
+                assert_eq!(
+                    t["exemplar"],
+                    json!(true),
+                    "latency panel {} does not ask for exemplars: {expr}",
+                    p["title"]
+                );
+            }
+        }
+    }
+    assert!(latency_panels >= 3, "only {latency_panels} latency queries");
+
+    // The data sources: Prometheus links the exemplar label to the Jaeger data source.
+    let provisioning: Value =
+        serde_yaml_ng::from_str(&file("observability/grafana/datasources.yml")).unwrap();
+    let sources = provisioning["datasources"].as_array().expect("datasources");
+    let of_type = |kind: &str| {
+        sources
+            .iter()
+            .find(|d| d["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} data source in datasources.yml"))
+    };
+    let (prometheus, jaeger) = (of_type("prometheus"), of_type("jaeger"));
+    let links = prometheus["jsonData"]["exemplarTraceIdDestinations"]
+        .as_array()
+        .expect("the Prometheus data source has exemplarTraceIdDestinations");
+    assert!(
+        links
+            .iter()
+            .any(|l| l["name"] == EXEMPLAR_LABEL && l["datasourceUid"] == jaeger["uid"]),
+        "no exemplar link from label {EXEMPLAR_LABEL} to the Jaeger data source {}: {links:?}",
+        jaeger["uid"]
+    );
+    assert_eq!(jaeger["url"], json!("http://jaeger:16686"));
+    assert_eq!(prometheus["url"], json!("http://prometheus:9090"));
+}
+
 #[tokio::test]
 async fn every_metric_in_the_dashboard_and_alert_rules_exists_in_metrics() {
     let db = Database::start().await;

@@ -1,6 +1,8 @@
 //! A small, strict parser of the Prometheus / OpenMetrics text exposition that `/metrics`
-//! serves: `# HELP`, `# TYPE`, `# UNIT`, `# EOF` and samples `name{label="value",...} value`.
-//! Any line it does not understand fails the test, so the exposition stays well formed.
+//! serves: `# HELP`, `# TYPE`, `# UNIT`, `# EOF` and samples `name{label="value",...} value`,
+//! with an optional exemplar on `_bucket` and `_total` samples (` # {trace_id="..."} value
+//! timestamp`). Any line it does not understand fails the test, so the exposition stays well
+//! formed.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +42,19 @@ pub struct Sample {
     pub labels: BTreeMap<String, String>,
     /// Value.
     pub value: f64,
+    /// The exemplar, if the line has one.
+    pub exemplar: Option<Exemplar>,
+}
+
+/// An OpenMetrics exemplar: the labels (`trace_id`), value and time of one observation.
+#[derive(Debug, Clone)]
+pub struct Exemplar {
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// The observed value.
+    pub value: f64,
+    /// Seconds since the epoch, when given.
+    pub timestamp: Option<f64>,
 }
 
 /// A parsed exposition.
@@ -162,6 +177,98 @@ fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
+fn parse_value(v: &str) -> Result<f64, String> {
+    match v {
+        "+Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        v => v.parse().map_err(|_| format!("bad value {v:?}")),
+    }
+}
+
+/// Parses `label="value",...}` (what follows a `{`); returns the labels and the rest.
+fn parse_labels(after: &str) -> Result<(BTreeMap<String, String>, &str), String> {
+    let mut labels = BTreeMap::new();
+    let mut chars = after.char_indices().peekable();
+    let consumed;
+    loop {
+        // label name
+        let start = match chars.peek() {
+            Some((_, '}')) => {
+                consumed = chars.next().unwrap().0 + 1;
+                break;
+            }
+            Some((i, _)) => *i,
+            None => return Err("unterminated label set".into()),
+        };
+        let mut eq = None;
+        for (i, c) in chars.by_ref() {
+            if c == '=' {
+                eq = Some(i);
+                break;
+            }
+        }
+        let eq = eq.ok_or("label without `=`")?;
+        let key = &after[start..eq];
+        if !valid_name(key) || key.contains(':') {
+            return Err(format!("invalid label name {key:?}"));
+        }
+        if chars.next().map(|(_, c)| c) != Some('"') {
+            return Err("label value must be quoted".into());
+        }
+        let mut value = String::new();
+        loop {
+            match chars.next() {
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, '\\')) => value.push('\\'),
+                    Some((_, '"')) => value.push('"'),
+                    _ => return Err("bad escape in label value".into()),
+                },
+                Some((_, '"')) => break,
+                Some((_, c)) => value.push(c),
+                None => return Err("unterminated label value".into()),
+            }
+        }
+        if labels.insert(key.to_string(), value).is_some() {
+            return Err(format!("label {key} repeated"));
+        }
+        match chars.next() {
+            Some((_, ',')) => continue,
+            Some((i, '}')) => {
+                consumed = i + 1;
+                break;
+            }
+            _ => return Err("expected `,` or `}` after a label".into()),
+        }
+    }
+    Ok((labels, &after[consumed..]))
+}
+
+/// ` {labels} value [timestamp]`, what follows ` #` on a sample line.
+fn parse_exemplar(text: &str) -> Result<Exemplar, String> {
+    let after = text
+        .strip_prefix('{')
+        .ok_or("an exemplar starts with `{`")?;
+    let (labels, rest) = parse_labels(after)?;
+    let mut fields = rest.split_whitespace();
+    let value = parse_value(fields.next().ok_or("an exemplar needs a value")?)?;
+    let timestamp = match fields.next() {
+        Some(ts) => Some(
+            ts.parse::<f64>()
+                .map_err(|_| format!("bad exemplar timestamp {ts:?}"))?,
+        ),
+        None => None,
+    };
+    if fields.next().is_some() {
+        return Err("trailing text after the exemplar".into());
+    }
+    Ok(Exemplar {
+        labels,
+        value,
+        timestamp,
+    })
+}
+
 fn parse_sample(line: &str) -> Result<Sample, String> {
     let name_end = line
         .find(['{', ' '])
@@ -173,68 +280,20 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
     let mut rest = &line[name_end..];
     let mut labels = BTreeMap::new();
     if let Some(after) = rest.strip_prefix('{') {
-        let mut chars = after.char_indices().peekable();
-        let consumed;
-        loop {
-            // label name
-            let start = match chars.peek() {
-                Some((_, '}')) => {
-                    consumed = chars.next().unwrap().0 + 1;
-                    break;
-                }
-                Some((i, _)) => *i,
-                None => return Err("unterminated label set".into()),
-            };
-            let mut eq = None;
-            for (i, c) in chars.by_ref() {
-                if c == '=' {
-                    eq = Some(i);
-                    break;
-                }
-            }
-            let eq = eq.ok_or("label without `=`")?;
-            let key = &after[start..eq];
-            if !valid_name(key) || key.contains(':') {
-                return Err(format!("invalid label name {key:?}"));
-            }
-            if chars.next().map(|(_, c)| c) != Some('"') {
-                return Err("label value must be quoted".into());
-            }
-            let mut value = String::new();
-            loop {
-                match chars.next() {
-                    Some((_, '\\')) => match chars.next() {
-                        Some((_, 'n')) => value.push('\n'),
-                        Some((_, '\\')) => value.push('\\'),
-                        Some((_, '"')) => value.push('"'),
-                        _ => return Err("bad escape in label value".into()),
-                    },
-                    Some((_, '"')) => break,
-                    Some((_, c)) => value.push(c),
-                    None => return Err("unterminated label value".into()),
-                }
-            }
-            if labels.insert(key.to_string(), value).is_some() {
-                return Err(format!("label {key} repeated"));
-            }
-            match chars.next() {
-                Some((_, ',')) => continue,
-                Some((i, '}')) => {
-                    consumed = i + 1;
-                    break;
-                }
-                _ => return Err("expected `,` or `}` after a label".into()),
-            }
-        }
-        rest = &after[consumed..];
+        (labels, rest) = parse_labels(after)?;
     }
-    let mut fields = rest.split_whitespace();
-    let value = fields.next().ok_or("a sample needs a value")?;
-    let value = match value {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        v => v.parse().map_err(|_| format!("bad value {v:?}"))?,
+    let exemplar = match rest.split_once(" # ") {
+        Some((value, exemplar)) => {
+            if !(name.ends_with("_bucket") || name.ends_with("_total")) {
+                return Err("an exemplar on a sample that is not a bucket or a counter".into());
+            }
+            rest = value;
+            Some(parse_exemplar(exemplar)?)
+        }
+        None => None,
     };
+    let mut fields = rest.split_whitespace();
+    let value = parse_value(fields.next().ok_or("a sample needs a value")?)?;
     if let Some(ts) = fields.next() {
         ts.parse::<f64>()
             .map_err(|_| format!("bad timestamp {ts:?}"))?;
@@ -246,13 +305,15 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
         name: name.to_string(),
         labels,
         value,
+        exemplar,
     })
 }
 
 #[test]
 fn the_parser_reads_families_samples_and_escapes() {
     let text = "# HELP a_seconds A histogram.\n# TYPE a_seconds histogram\n# UNIT a_seconds seconds\n\
-a_seconds_bucket{route=\"/x/{id}\",le=\"0.5\"} 3\na_seconds_bucket{route=\"/x/{id}\",le=\"+Inf\"} 4\n\
+a_seconds_bucket{route=\"/x/{id}\",le=\"0.5\"} 3 # {trace_id=\"4bf92f35\"} 0.25 1700000000.5\n\
+a_seconds_bucket{route=\"/x/{id}\",le=\"+Inf\"} 4\n\
 a_seconds_sum{route=\"/x/{id}\"} 1.5\na_seconds_count{route=\"/x/{id}\"} 4\n\
 # TYPE b counter\nb_total{why=\"say \\\"hi\\\"\\n\"} 2 1700000000\n# TYPE c gauge\nc 1\n# EOF\n";
     let e = Exposition::parse(text);
@@ -265,7 +326,18 @@ a_seconds_sum{route=\"/x/{id}\"} 1.5\na_seconds_count{route=\"/x/{id}\"} 4\n\
     assert_eq!(e.value("b_total", &[("why", "say \"hi\"\n")]), 2.0);
     assert_eq!(e.family_of("b_total").unwrap().0, "b");
     assert_eq!(e.sum("c", &[]), 1.0);
+    let exemplar = e
+        .matching("a_seconds_bucket", &[("le", "0.5")])
+        .next()
+        .and_then(|s| s.exemplar.clone())
+        .expect("the 0.5 bucket's exemplar");
+    assert_eq!(exemplar.labels["trace_id"], "4bf92f35");
+    assert_eq!(exemplar.value, 0.25);
+    assert_eq!(exemplar.timestamp, Some(1700000000.5));
     for bad in [
+        "x_bucket{le=\"1\"} 1 # trace_id=\"a\" 1",
+        "x_bucket{le=\"1\"} 1 # {trace_id=\"a\"}",
+        "x 1 # {trace_id=\"a\"} 1",
         "x{a=b} 1",
         "x{a=\"b\" 1",
         "x 1 2 3",

@@ -1,6 +1,6 @@
-//! A real Jaeger (v1.76.0, built by `scripts/build-tools.sh jaeger` at `.tools/bin/jaeger`,
-//! or `JAEGER_BIN`) on free ports with in-memory storage, and a reader of its query API
-//! (`/api/traces?service=...`).
+//! A real Jaeger (v1.75.0, built by `scripts/build-tools.sh jaeger` at `.tools/bin/jaeger`,
+//! or `JAEGER_BIN`) on free ports with in-memory storage and its web UI (`.tools/jaeger-ui`,
+//! or `JAEGER_UI_ASSETS`), and a reader of its query API (`/api/traces?service=...`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -33,6 +33,20 @@ fn binary() -> PathBuf {
     bin
 }
 
+/// The Jaeger UI folder `scripts/build-tools.sh jaeger` lays out.
+pub fn ui_assets() -> PathBuf {
+    let dir = std::env::var("JAEGER_UI_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/jaeger-ui"));
+    if !dir.join("index.html").exists() {
+        panic!(
+            "the Jaeger UI is not laid out ({} missing): run `scripts/build-tools.sh jaeger` once",
+            dir.join("index.html").display()
+        );
+    }
+    dir
+}
+
 impl Jaeger {
     /// Starts Jaeger and waits until both its OTLP receiver and its query API answer.
     pub async fn start() -> Jaeger {
@@ -49,6 +63,7 @@ impl Jaeger {
             .env("JAEGER_OTLP_HTTP_PORT", "0")
             .env("JAEGER_QUERY_GRPC_PORT", "0")
             .env("JAEGER_LOG_LEVEL", "error")
+            .env("JAEGER_UI_ASSETS", ui_assets())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -83,7 +98,8 @@ impl Jaeger {
         format!("http://127.0.0.1:{}", self.otlp_port)
     }
 
-    fn url(&self, path: &str) -> String {
+    /// `http://127.0.0.1:QUERY_PORT` + `path`: the UI and the query API.
+    pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.query_port, path)
     }
 
@@ -152,6 +168,8 @@ pub struct Span {
     pub parent: Option<(String, String)>,
     /// Start, microseconds since the epoch.
     pub start_us: u64,
+    /// Duration, microseconds.
+    pub duration_us: u64,
     /// Attributes (and `span.kind`, `otel.status_code`, ...).
     pub tags: BTreeMap<String, Value>,
     /// Span events.
@@ -185,6 +203,7 @@ impl Trace {
                     })
                 }),
                 start_us: s["startTime"].as_u64().unwrap_or_default(),
+                duration_us: s["duration"].as_u64().unwrap_or_default(),
                 tags: kv_map(&s["tags"]),
                 events: s["logs"]
                     .as_array()

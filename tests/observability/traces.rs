@@ -1,8 +1,8 @@
 //! End to end in a real Jaeger: the real binary exports over OTLP/gRPC to a real Jaeger,
 //! serves requests (one carrying a W3C `traceparent`), lives through a database outage, is
 //! stopped with SIGTERM (which flushes its spans), and Jaeger's query API must then show
-//! the start-up trace, pings, HTTP server spans, database client spans and the breaker's
-//! transitions.
+//! the start-up trace (its root spanning all of it), pings, HTTP server spans, database
+//! client spans and the breaker's transitions; the start-up log line names that trace.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ const CALLER_SPAN_ID: &str = "00f067aa0ba902b7";
 /// What the run must show, and what it did show (printed for the record).
 #[derive(Debug, Default)]
 struct Findings {
+    startup_trace: String,
     traces: usize,
     spans: usize,
     ok_pings: usize,
@@ -48,7 +49,7 @@ fn is_db_client(s: &Span) -> bool {
     s.str("db.system.name").is_some()
 }
 
-fn check_startup(traces: &[Trace]) -> Result<(), String> {
+fn check_startup(traces: &[Trace], f: &mut Findings) -> Result<(), String> {
     let startups: Vec<(&Trace, &Span)> = all_spans(traces)
         .filter(|(_, s)| s.name == "startup" && s.is_root())
         .collect();
@@ -58,6 +59,25 @@ fn check_startup(traces: &[Trace]) -> Result<(), String> {
         startups.len()
     );
     let (trace, root) = startups[0];
+    f.startup_trace = trace.trace_id.clone();
+    // The root begins before and ends after every span of its trace: the phases that ran
+    // before telemetry existed (config.load, telemetry.init) included. Jaeger rounds times
+    // to microseconds independently for start and duration: 1 µs of slack at the end.
+    let root_end = root.start_us + root.duration_us;
+    for s in trace.spans.iter().filter(|s| !s.is_root()) {
+        ensure!(
+            s.start_us >= root.start_us,
+            "{} starts {} µs before its start-up root span",
+            s.name,
+            root.start_us - s.start_us
+        );
+        ensure!(
+            s.start_us + s.duration_us <= root_end + 1,
+            "{} ends {} µs after its start-up root span",
+            s.name,
+            s.start_us + s.duration_us - root_end
+        );
+    }
     let children: Vec<&Span> = trace.children(root).collect();
     let phases = [
         "config.load",
@@ -390,11 +410,22 @@ fn check(traces: &[Trace], db_name: &str) -> Result<Findings, String> {
         spans: traces.iter().map(|t| t.spans.len()).sum(),
         ..Findings::default()
     };
-    check_startup(traces)?;
+    check_startup(traces, &mut f)?;
     check_pings(traces, &mut f)?;
     check_http(traces, db_name, &mut f)?;
     check_breaker(traces, &mut f)?;
     Ok(f)
+}
+
+/// The trace id and link of the start-up line (`...; start-up trace ID: LINK`).
+pub fn startup_trace_link(logs: &str) -> Option<(String, String)> {
+    let line = logs
+        .lines()
+        .find(|l| l.contains("Application startup complete"))?;
+    let rest = line.split("; start-up trace ").nth(1)?;
+    let (id, link) = rest.split_once(": ")?;
+    let link = link.split_whitespace().next()?;
+    Some((id.to_string(), link.to_string()))
 }
 
 #[tokio::test]
@@ -402,11 +433,13 @@ async fn jaeger_shows_start_up_requests_database_calls_pings_and_breaker_transit
     let jaeger = Jaeger::start().await;
     let mut db = Database::start().await;
     let endpoint = jaeger.otlp_endpoint();
+    let ui = jaeger.url("");
     let mut service = Service::start(
         &db.url(),
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
             ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            ("JAEGER_UI_URL", ui.as_str()),
         ],
     )
     .await;
@@ -495,6 +528,15 @@ async fn jaeger_shows_start_up_requests_database_calls_pings_and_breaker_transit
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     };
+    // The start-up line names that trace and links it in the UI.
+    let (logged_id, link) = startup_trace_link(&service.logs())
+        .unwrap_or_else(|| panic!("no start-up trace in the log:\n{}", service.logs()));
+    assert!(
+        same_id(&logged_id, &findings.startup_trace),
+        "the start-up line names trace {logged_id}, Jaeger's start-up trace is {}",
+        findings.startup_trace
+    );
+    assert_eq!(link, format!("{ui}/trace/{logged_id}"));
     eprintln!(
         "jaeger: span visible {visible_after:?} after its request; SIGTERM to exit {stop_took:?}; \
          all assertions held {:?} after exit; {} traces, {} spans; {findings:#?}",
