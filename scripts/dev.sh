@@ -3,7 +3,8 @@
 # service on http://localhost:8001. Ctrl-C stops both.
 #
 #   scripts/dev.sh                 # database + service
-#   scripts/dev.sh --with-jaeger   # also Jaeger (traces at http://localhost:16686/api/traces?service=aila-api)
+#   scripts/dev.sh --with-jaeger   # also Jaeger with its web UI: http://localhost:16686
+#                                  # (traces of the service: http://localhost:16686/search?service=aila-api)
 #
 # Set MONGO_URL to use another database (then no FerretDB is started).
 set -euo pipefail
@@ -32,10 +33,16 @@ if [[ -z "${MONGO_URL:-}" ]]; then
 	export MONGO_URL="mongodb://127.0.0.1:27017"
 fi
 
+jaeger_ui="http://localhost:16686"
 if [[ "$with_jaeger" -eq 1 ]]; then
+	# Builds Jaeger and lays out its web UI (.tools/jaeger-ui) when missing.
 	scripts/build-tools.sh jaeger
-	.tools/bin/jaeger &
+	# Our config: OTLP on 4317/4318, UI and query API on 16686, nothing else bound.
+	JAEGER_UI_ASSETS="${JAEGER_UI_ASSETS:-$repo/.tools/jaeger-ui}" \
+		.tools/bin/jaeger --config tools/jaeger/config.template.yaml &
 	pids+=($!)
+	# The start-up log line then links its own trace in the UI.
+	export JAEGER_UI_URL="${JAEGER_UI_URL:-$jaeger_ui}"
 else
 	export OTEL_SDK_DISABLED="${OTEL_SDK_DISABLED:-true}"
 fi
@@ -43,4 +50,7 @@ fi
 cargo build --release --bin aila-api
 target/release/aila-api &
 pids+=($!)
+if [[ "$with_jaeger" -eq 1 ]]; then
+	echo "dev: Jaeger UI at $jaeger_ui; the service's traces: $jaeger_ui/search?service=aila-api"
+fi
 wait "${pids[-1]}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine: builds what is missing (FerretDB, Jaeger),
-# installs the Python packages the compatibility tests use (bcrypt, PyJWT), then runs
+# The whole test suite, on a fresh machine: builds what is missing (FerretDB, Jaeger and
+# its web UI), installs the Python packages the compatibility tests use (bcrypt, PyJWT)
+# and the Debian packages the observability tests drive (prometheus, chromium), then runs
 # every Rust test against real server processes.
 #
 #   scripts/test.sh            # everything
@@ -19,6 +20,21 @@ scripts/build-tools.sh jaeger
 if ! python3 -c 'import bcrypt, jwt' 2>/dev/null; then
 	echo "test: installing bcrypt and PyJWT for the compatibility tests"
 	python3 -m pip install --quiet --disable-pip-version-check bcrypt pyjwt
+fi
+
+# tests/observability: exemplars through a real Prometheus, the Jaeger UI in headless Chromium.
+missing=()
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if ((${#missing[@]})); then
+	if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+		echo "test: installing ${missing[*]} (Debian packages) for the observability tests"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	else
+		echo "test: ${missing[*]} missing; install them (apt-get install ${missing[*]}) and run again" >&2
+		exit 1
+	fi
 fi
 
 [[ "${1:-}" == "--" ]] && shift

@@ -19,4 +19,4 @@ mod metrics;
 mod prometheus;
 mod service;
 mod traces;
-
+mod ui;
