@@ -5,6 +5,7 @@
 #   scripts/dev.sh                 # database + service
 #   scripts/dev.sh --with-jaeger   # also Jaeger with its web UI: http://localhost:16686
 #                                  # (traces of the service: http://localhost:16686/search?service=aila-api)
+#   AILA_PROFILE=release scripts/dev.sh   # the optimised (LTO) build instead of the dev build
 #
 # Set MONGO_URL to use another database (then no FerretDB is started).
 set -euo pipefail
@@ -20,14 +21,36 @@ for arg in "$@"; do
 done
 
 pids=()
+builds=()
 cleanup() {
-	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${pids[@]}" "${builds[@]}"; do kill "$pid" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
 
+# The database builds (Go) run while Rust compiles: on a fresh machine the two overlap
+# instead of adding up. Their output goes to the terminal as usual.
 if [[ -z "${MONGO_URL:-}" ]]; then
-	scripts/build-tools.sh ferretdb
+	scripts/build-tools.sh ferretdb &
+	builds+=($!)
+fi
+if [[ "$with_jaeger" -eq 1 ]]; then
+	scripts/build-tools.sh jaeger &
+	builds+=($!)
+fi
+
+# The dev profile (the one the tests build too, in the same target directory): a first
+# build takes a few minutes where the LTO release profile takes many more. AILA_PROFILE=release
+# (or any profile of Cargo.toml) runs another build.
+profile="${AILA_PROFILE:-dev}"
+cargo build --profile "$profile" --bin aila-api
+for pid in "${builds[@]}"; do
+	wait "$pid" || { echo "dev: a database build failed (see above)" >&2; exit 1; }
+done
+case "$profile" in dev | test) out=debug ;; bench) out=release ;; *) out="$profile" ;; esac
+bin="${CARGO_TARGET_DIR:-target}/$out/aila-api"
+
+if [[ -z "${MONGO_URL:-}" ]]; then
 	.tools/bin/ferretdb -listen-addr 127.0.0.1:27017 -data-dir .ferretdb-data &
 	pids+=($!)
 	export MONGO_URL="mongodb://127.0.0.1:27017"
@@ -35,9 +58,7 @@ fi
 
 jaeger_ui="http://localhost:16686"
 if [[ "$with_jaeger" -eq 1 ]]; then
-	# Builds Jaeger and lays out its web UI (.tools/jaeger-ui) when missing.
-	scripts/build-tools.sh jaeger
-	# Our config: OTLP on 4317/4318, UI and query API on 16686, nothing else bound.
+	# Built above with its web UI laid out in .tools/jaeger-ui. Our config: OTLP on 4317/4318, UI and query API on 16686, nothing else bound.
 	JAEGER_UI_ASSETS="${JAEGER_UI_ASSETS:-$repo/.tools/jaeger-ui}" \
 		.tools/bin/jaeger --config tools/jaeger/config.template.yaml &
 	pids+=($!)
@@ -47,8 +68,7 @@ else
 	export OTEL_SDK_DISABLED="${OTEL_SDK_DISABLED:-true}"
 fi
 
-cargo build --release --bin aila-api
-target/release/aila-api &
+"$bin" &
 pids+=($!)
 if [[ "$with_jaeger" -eq 1 ]]; then
 	echo "dev: Jaeger UI at $jaeger_ui; the service's traces: $jaeger_ui/search?service=aila-api"

@@ -12,10 +12,19 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
+# The Go builds (FerretDB, Jaeger) run while Rust compiles the tests: on a fresh machine
+# the two overlap instead of adding up.
+builds=()
+cleanup() {
+	for pid in "${builds[@]}"; do kill "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT INT TERM
 if [[ -z "${MONGOD_BIN:-}" ]]; then
-	scripts/build-tools.sh ferretdb
+	scripts/build-tools.sh ferretdb &
+	builds+=($!)
 fi
-scripts/build-tools.sh jaeger
+scripts/build-tools.sh jaeger &
+builds+=($!)
 
 if ! python3 -c 'import bcrypt, jwt' 2>/dev/null; then
 	echo "test: installing bcrypt and PyJWT for the compatibility tests"
@@ -39,5 +48,11 @@ fi
 
 [[ "${1:-}" == "--" ]] && shift
 # The whole workspace: the service's suites, the tools' own tests (the chaos run needs the
-# service binary, built in the same invocation).
+# service binary, built in the same invocation). Compile first (while Go builds), then run
+# once the servers are built.
+cargo test --workspace --all-targets --no-run
+for pid in "${builds[@]}"; do
+	wait "$pid" || { echo "test: a server build failed (see above)" >&2; exit 1; }
+done
+builds=()
 cargo test --workspace --all-targets "$@"

@@ -3,7 +3,7 @@
 //! epoch milliseconds or `null`. [`opt_date`] reads any of these; anything else reads as
 //! missing rather than failing the whole document.
 
-use bson::RawBson;
+use bson::{RawBson, RawBsonRef};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Deserializer};
 
@@ -39,13 +39,20 @@ pub fn opt_date<'de, D>(deserializer: D) -> Result<Option<bson::DateTime>, D::Er
 where
     D: Deserializer<'de>,
 {
-    Ok(match RawBson::deserialize(deserializer)? {
-        RawBson::DateTime(d) => Some(d),
-        RawBson::String(s) => parse_iso(&s),
-        RawBson::Int64(ms) => Some(bson::DateTime::from_millis(ms)),
-        RawBson::Timestamp(t) => Some(bson::DateTime::from_millis(i64::from(t.time) * 1000)),
+    Ok(from_raw_ref(
+        RawBson::deserialize(deserializer)?.as_raw_bson_ref(),
+    ))
+}
+
+/// A stored value read in place as a date, if it is one (as [`from_bson`] reads it).
+pub fn from_raw_ref(value: RawBsonRef<'_>) -> Option<bson::DateTime> {
+    match value {
+        RawBsonRef::DateTime(d) => Some(d),
+        RawBsonRef::String(s) => parse_iso(s),
+        RawBsonRef::Int64(ms) => Some(bson::DateTime::from_millis(ms)),
+        RawBsonRef::Timestamp(t) => Some(bson::DateTime::from_millis(i64::from(t.time) * 1000)),
         _ => None,
-    })
+    }
 }
 
 #[cfg(test)]

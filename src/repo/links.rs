@@ -6,13 +6,14 @@
 //! ([`delete_for_person`], called by [`super::persons::delete_with_links`]).
 
 use bson::oid::ObjectId;
-use bson::{Bson, doc};
+use bson::{Bson, RawDocument, doc};
 use mongodb::Collection;
 use serde::{Deserialize, Serialize};
 
-use super::dates::opt_date;
+use super::dates::{self, opt_date};
 use super::persons;
-use super::text::text;
+use super::raw::{self, FromRaw, Seen};
+use super::text::{self, text};
 use crate::db::{DbError, Gateway};
 use crate::domain::enums::LinkType;
 
@@ -59,6 +60,46 @@ impl LinkDoc {
             link_type: link_type.as_str().to_string(),
             created_at: Some(crate::domain::time::now()),
         }
+    }
+}
+
+impl FromRaw for LinkDoc {
+    /// What `Deserialize` reads, in place (the tree's and the list's hot path).
+    fn from_raw(doc: &RawDocument) -> Result<Self, String> {
+        let mut seen = Seen::default();
+        let mut id = None;
+        let mut l = LinkDoc {
+            id: ObjectId::from_bytes([0; 12]),
+            user_id: String::new(),
+            person_id_1: String::new(),
+            person_id_2: String::new(),
+            link_type: String::new(),
+            created_at: None,
+        };
+        for field in raw::fields(doc) {
+            let (key, value) = field?;
+            let (i, slot) = match key {
+                "_id" => {
+                    seen.first(0, key)?;
+                    id = Some(raw::object_id(value)?);
+                    continue;
+                }
+                "created_at" => {
+                    seen.first(1, key)?;
+                    l.created_at = dates::from_raw_ref(value);
+                    continue;
+                }
+                "user_id" => (2, &mut l.user_id),
+                "person_id_1" => (3, &mut l.person_id_1),
+                "person_id_2" => (4, &mut l.person_id_2),
+                "link_type" => (5, &mut l.link_type),
+                _ => continue,
+            };
+            seen.first(i, key)?;
+            *slot = text::from_raw_ref(value).unwrap_or_default();
+        }
+        l.id = id.ok_or("missing field `_id`")?;
+        Ok(l)
     }
 }
 
@@ -141,7 +182,7 @@ pub async fn list_for_owner(
     limit: i64,
 ) -> Result<Vec<LinkDoc>, DbError> {
     let filter = doc! { "user_id": owner };
-    super::find_sorted(gw, FAMILY_LINKS, filter, doc! { "_id": 1 }, limit).await
+    raw::find_sorted_raw(gw, FAMILY_LINKS, filter, doc! { "_id": 1 }, limit).await
 }
 
 /// Deletes link `id`. False when there was none.

@@ -9,6 +9,7 @@ pub mod links;
 pub mod notifications;
 pub mod persons;
 pub mod preview;
+pub mod raw;
 pub mod text;
 pub mod tree_import;
 pub mod users;

@@ -6,14 +6,15 @@
 //! retry finishes the job.
 
 use bson::oid::ObjectId;
-use bson::{Document, doc};
+use bson::{Document, RawDocument, doc};
 use mongodb::Collection;
 use mongodb::options::ReturnDocument;
 use serde::{Deserialize, Serialize};
 
-use super::dates::opt_date;
+use super::dates::{self, opt_date};
 use super::links;
-use super::text::{flag, opt_text, text};
+use super::raw::{self, FromRaw, Seen};
+use super::text::{self, flag, opt_text, text};
 use crate::db::{DbError, Gateway};
 use crate::domain::enums::Gender;
 use crate::domain::person::{PersonInput, PersonUpdate};
@@ -96,6 +97,78 @@ impl PersonDoc {
             .as_deref()
             .and_then(Gender::parse)
             .unwrap_or(Gender::Unknown)
+    }
+}
+
+impl FromRaw for PersonDoc {
+    /// What `Deserialize` reads, in place (the tree's and the list's hot path).
+    fn from_raw(doc: &RawDocument) -> Result<Self, String> {
+        let mut seen = Seen::default();
+        let mut id = None;
+        let mut p = PersonDoc {
+            id: ObjectId::from_bytes([0; 12]),
+            user_id: String::new(),
+            first_name: String::new(),
+            last_name: String::new(),
+            gender: None,
+            birth_date: None,
+            birth_place: None,
+            death_date: None,
+            death_place: None,
+            photo: None,
+            notes: None,
+            geographic_branch: None,
+            created_at: None,
+            is_preview: false,
+        };
+        for field in raw::fields(doc) {
+            let (key, value) = field?;
+            let (i, slot) = match key {
+                "_id" => {
+                    seen.first(0, key)?;
+                    id = Some(raw::object_id(value)?);
+                    continue;
+                }
+                "created_at" => {
+                    seen.first(1, key)?;
+                    p.created_at = dates::from_raw_ref(value);
+                    continue;
+                }
+                "is_preview" => {
+                    seen.first(2, key)?;
+                    p.is_preview = text::flag_ref(value);
+                    continue;
+                }
+                "user_id" => {
+                    seen.first(3, key)?;
+                    p.user_id = text::from_raw_ref(value).unwrap_or_default();
+                    continue;
+                }
+                "first_name" => {
+                    seen.first(4, key)?;
+                    p.first_name = text::from_raw_ref(value).unwrap_or_default();
+                    continue;
+                }
+                "last_name" => {
+                    seen.first(5, key)?;
+                    p.last_name = text::from_raw_ref(value).unwrap_or_default();
+                    continue;
+                }
+                "gender" => (6, &mut p.gender),
+                "birth_date" => (7, &mut p.birth_date),
+                "birth_place" => (8, &mut p.birth_place),
+                "death_date" => (9, &mut p.death_date),
+                "death_place" => (10, &mut p.death_place),
+                "photo" => (11, &mut p.photo),
+                "notes" => (12, &mut p.notes),
+                "geographic_branch" => (13, &mut p.geographic_branch),
+                _ => continue,
+            };
+            seen.first(i, key)?;
+            *slot = text::from_raw_ref(value);
+        }
+        p.id = id.ok_or("missing field `_id`")?;
+        Ok(p)
     }
 }
 
@@ -190,7 +263,7 @@ pub async fn list_for_owner(
     limit: i64,
 ) -> Result<Vec<PersonDoc>, DbError> {
     let filter = doc! { "user_id": owner };
-    super::find_sorted(gw, PERSONS, filter, doc! { "_id": 1 }, limit).await
+    raw::find_sorted_raw(gw, PERSONS, filter, doc! { "_id": 1 }, limit).await
 }
 
 /// How many persons `owner`'s tree holds.

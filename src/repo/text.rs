@@ -9,23 +9,37 @@
 //! [`bson::Bson`] would build every nested value (and fail a whole list on a stored
 //! document that merely looks like extended JSON).
 
-use bson::RawBson;
+use bson::{RawBson, RawBsonRef};
 use serde::{Deserialize, Deserializer};
 
 /// A stored scalar as text: strings as they are, ObjectIds as hex, numbers and booleans
 /// spelled out, dates as ISO-8601; `null`, arrays, documents and the other BSON types are
-/// missing.
+/// missing. The one spelling of stored scalars, for values read in place (the raw readers
+/// of [`super::raw`]) and, through [`from_raw`], for values serde took out.
+pub fn from_raw_ref(value: RawBsonRef<'_>) -> Option<String> {
+    match value {
+        RawBsonRef::String(s) => Some(s.to_string()),
+        RawBsonRef::ObjectId(id) => Some(id.to_hex()),
+        RawBsonRef::Int32(n) => Some(n.to_string()),
+        RawBsonRef::Int64(n) => Some(n.to_string()),
+        RawBsonRef::Double(n) => Some(n.to_string()),
+        RawBsonRef::Boolean(b) => Some(b.to_string()),
+        RawBsonRef::DateTime(d) => Some(crate::domain::time::iso(d)),
+        _ => None,
+    }
+}
+
+/// [`from_raw_ref`] for a value serde took out (a string is moved, not copied).
 fn from_raw(value: RawBson) -> Option<String> {
     match value {
         RawBson::String(s) => Some(s),
-        RawBson::ObjectId(id) => Some(id.to_hex()),
-        RawBson::Int32(n) => Some(n.to_string()),
-        RawBson::Int64(n) => Some(n.to_string()),
-        RawBson::Double(n) => Some(n.to_string()),
-        RawBson::Boolean(b) => Some(b.to_string()),
-        RawBson::DateTime(d) => Some(crate::domain::time::iso(d)),
-        _ => None,
+        other => from_raw_ref(other.as_raw_bson_ref()),
     }
+}
+
+/// [`flag`]'s reading of a value read in place: only `true` is true.
+pub fn flag_ref(value: RawBsonRef<'_>) -> bool {
+    matches!(value, RawBsonRef::Boolean(true))
 }
 
 /// serde `deserialize_with` for `Option<String>` fields (use with `#[serde(default)]`).
@@ -51,10 +65,7 @@ pub fn flag<'de, D>(deserializer: D) -> Result<bool, D::Error>
 where
     D: Deserializer<'de>,
 {
-    Ok(matches!(
-        RawBson::deserialize(deserializer)?,
-        RawBson::Boolean(true)
-    ))
+    Ok(flag_ref(RawBson::deserialize(deserializer)?.as_raw_bson_ref()))
 }
 
 #[cfg(test)]
