@@ -132,20 +132,62 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         env: "MONGO_PING_INTERVAL_MS",
         key: "mongo.ping_interval_ms",
-        default: "5000",
-        doc: "Ping period while connected",
+        default: "1000",
+        doc: "Ping period while connected (with the ping deadline, bounds how fast a silent database is noticed)",
     },
     Setting {
         env: "MONGO_PING_TIMEOUT_MS",
         key: "mongo.ping_timeout_ms",
-        default: "2000",
-        doc: "Deadline of each ping",
+        default: "1500",
+        doc: "Deadline of each ping (a timed-out ping while no operation succeeds means the database is lost)",
+    },
+    Setting {
+        env: "MONGO_INDEX_TIMEOUT_MS",
+        key: "mongo.index_timeout_ms",
+        default: "30000",
+        doc: "Deadline of each index creation (longer than an operation's; failed indexes are retried while connected)",
     },
     Setting {
         env: "BREAKER_FAILURE_THRESHOLD",
         key: "breaker.failure_threshold",
         default: "5",
         doc: "Consecutive database failures that open the circuit breaker",
+    },
+    Setting {
+        env: "BREAKER_WINDOW_SIZE",
+        key: "breaker.window_size",
+        default: "50",
+        doc: "Database calls in the breaker's sliding window (failure and slow-call rates are judged over it)",
+    },
+    Setting {
+        env: "BREAKER_MINIMUM_CALLS",
+        key: "breaker.minimum_calls",
+        default: "20",
+        doc: "Calls the window must hold before its rates may open the breaker",
+    },
+    Setting {
+        env: "BREAKER_FAILURE_RATE_PERCENT",
+        key: "breaker.failure_rate_percent",
+        default: "50",
+        doc: "Failure rate over the window that opens the breaker",
+    },
+    Setting {
+        env: "BREAKER_SLOW_CALL_RATE_PERCENT",
+        key: "breaker.slow_call_rate_percent",
+        default: "80",
+        doc: "Slow-call rate over the window that opens the breaker",
+    },
+    Setting {
+        env: "BREAKER_SLOW_CALL_MS",
+        key: "breaker.slow_call_ms",
+        default: "2000",
+        doc: "A database call taking this long or longer is slow",
+    },
+    Setting {
+        env: "BREAKER_HALF_OPEN_CALLS",
+        key: "breaker.half_open_calls",
+        default: "3",
+        doc: "Trial operations let through while half-open; that many successes close the breaker",
     },
     Setting {
         env: "BREAKER_OPEN_INITIAL_MS",
@@ -168,8 +210,32 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         env: "RECONNECT_MAX_MS",
         key: "reconnect.max_ms",
-        default: "5000",
-        doc: "Longest delay between reconnect pings",
+        default: "1000",
+        doc: "Longest delay between reconnect pings (bounds how long readiness lags a database that answers again)",
+    },
+    Setting {
+        env: "ADMISSION_MAX_IN_FLIGHT",
+        key: "admission.max_in_flight",
+        default: "40",
+        doc: "Highest adaptive limit of concurrent database calls (capped at MONGO_MAX_POOL_SIZE - 2, so no call waits for a pooled connection)",
+    },
+    Setting {
+        env: "ADMISSION_MIN_IN_FLIGHT",
+        key: "admission.min_in_flight",
+        default: "4",
+        doc: "Lowest adaptive limit of concurrent database calls",
+    },
+    Setting {
+        env: "ADMISSION_QUEUE_LENGTH",
+        key: "admission.queue_length",
+        default: "64",
+        doc: "Database calls that may wait for a slot; beyond it they are shed at once (503 + Retry-After)",
+    },
+    Setting {
+        env: "ADMISSION_QUEUE_TIMEOUT_MS",
+        key: "admission.queue_timeout_ms",
+        default: "50",
+        doc: "Longest wait for a slot before a queued call is shed",
     },
     Setting {
         env: "PREVIEW_SWEEP_INTERVAL_MS",
@@ -230,6 +296,7 @@ struct RawSettings {
     mongo: RawMongo,
     breaker: BreakerSettings,
     reconnect: ReconnectSettings,
+    admission: AdmissionSettings,
     preview: PreviewSettings,
     auth: RawAuth,
     log: LogSettings,
@@ -251,6 +318,7 @@ struct RawMongo {
     operation_timeout_ms: u64,
     ping_interval_ms: u64,
     ping_timeout_ms: u64,
+    index_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -281,6 +349,18 @@ pub struct HttpSettings {
 pub struct BreakerSettings {
     /// Consecutive failures that open the breaker.
     pub failure_threshold: u32,
+    /// Calls in the sliding window.
+    pub window_size: u32,
+    /// Calls needed before the window's rates count.
+    pub minimum_calls: u32,
+    /// Failure rate that opens the breaker, percent.
+    pub failure_rate_percent: u32,
+    /// Slow-call rate that opens the breaker, percent.
+    pub slow_call_rate_percent: u32,
+    /// A call this long or longer is slow, milliseconds.
+    pub slow_call_ms: u64,
+    /// Trial operations while half-open.
+    pub half_open_calls: u32,
     /// First open period, milliseconds.
     pub open_initial_ms: u64,
     /// Longest open period, milliseconds.
@@ -295,6 +375,20 @@ pub struct ReconnectSettings {
     pub initial_ms: u64,
     /// Delay cap, milliseconds.
     pub max_ms: u64,
+}
+
+/// Admission control in front of the database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionSettings {
+    /// Highest concurrency limit.
+    pub max_in_flight: u32,
+    /// Lowest concurrency limit.
+    pub min_in_flight: u32,
+    /// Calls that may wait for a slot.
+    pub queue_length: u32,
+    /// Longest wait for a slot, milliseconds.
+    pub queue_timeout_ms: u64,
 }
 
 /// Preview-session housekeeping.
@@ -378,6 +472,8 @@ pub struct MongoSettings {
     pub ping_interval: Duration,
     /// Deadline of one ping.
     pub ping_timeout: Duration,
+    /// Deadline of one index creation.
+    pub index_timeout: Duration,
 }
 
 /// Where the JWT secret came from.
@@ -402,6 +498,8 @@ pub struct Settings {
     pub breaker: BreakerSettings,
     /// Reconnect backoff.
     pub reconnect: ReconnectSettings,
+    /// Admission control (`max_in_flight` already capped below the pool size).
+    pub admission: AdmissionSettings,
     /// Preview housekeeping.
     pub preview: PreviewSettings,
     /// JWT secret.
@@ -466,17 +564,30 @@ fn built_in_defaults() -> RawSettings {
             retry_writes: true,
             heartbeat_freq_ms: 1_000,
             operation_timeout_ms: 5_000,
-            ping_interval_ms: 5_000,
-            ping_timeout_ms: 2_000,
+            ping_interval_ms: 1_000,
+            ping_timeout_ms: 1_500,
+            index_timeout_ms: 30_000,
         },
         breaker: BreakerSettings {
             failure_threshold: 5,
+            window_size: 50,
+            minimum_calls: 20,
+            failure_rate_percent: 50,
+            slow_call_rate_percent: 80,
+            slow_call_ms: 2_000,
+            half_open_calls: 3,
             open_initial_ms: 250,
             open_max_ms: 10_000,
         },
         reconnect: ReconnectSettings {
             initial_ms: 100,
-            max_ms: 5_000,
+            max_ms: 1_000,
+        },
+        admission: AdmissionSettings {
+            max_in_flight: 40,
+            min_in_flight: 4,
+            queue_length: 64,
+            queue_timeout_ms: 50,
         },
         preview: PreviewSettings {
             sweep_interval_ms: 60_000,
@@ -646,6 +757,42 @@ impl Settings {
         positive("mongo.operation_timeout_ms", raw.mongo.operation_timeout_ms)?;
         positive("mongo.ping_interval_ms", raw.mongo.ping_interval_ms)?;
         positive("mongo.ping_timeout_ms", raw.mongo.ping_timeout_ms)?;
+        positive("mongo.index_timeout_ms", raw.mongo.index_timeout_ms)?;
+        positive("breaker.slow_call_ms", raw.breaker.slow_call_ms)?;
+        positive("admission.queue_timeout_ms", raw.admission.queue_timeout_ms)?;
+        for (name, v) in [
+            ("BREAKER_WINDOW_SIZE", raw.breaker.window_size),
+            ("BREAKER_MINIMUM_CALLS", raw.breaker.minimum_calls),
+            ("BREAKER_HALF_OPEN_CALLS", raw.breaker.half_open_calls),
+            ("ADMISSION_MAX_IN_FLIGHT", raw.admission.max_in_flight),
+            ("ADMISSION_MIN_IN_FLIGHT", raw.admission.min_in_flight),
+        ] {
+            if v == 0 {
+                return Err(ConfigError(format!("{name} = 0 must be at least 1")));
+            }
+        }
+        for (name, v) in [
+            ("BREAKER_FAILURE_RATE_PERCENT", raw.breaker.failure_rate_percent),
+            ("BREAKER_SLOW_CALL_RATE_PERCENT", raw.breaker.slow_call_rate_percent),
+        ] {
+            if !(1..=100).contains(&v) {
+                return Err(ConfigError(format!(
+                    "{name} = {v} must be a percentage between 1 and 100"
+                )));
+            }
+        }
+        if raw.breaker.minimum_calls > raw.breaker.window_size {
+            return Err(ConfigError(format!(
+                "BREAKER_MINIMUM_CALLS = {} is above BREAKER_WINDOW_SIZE = {}: the rates could never be judged",
+                raw.breaker.minimum_calls, raw.breaker.window_size
+            )));
+        }
+        if raw.admission.min_in_flight > raw.admission.max_in_flight {
+            return Err(ConfigError(format!(
+                "ADMISSION_MIN_IN_FLIGHT = {} is above ADMISSION_MAX_IN_FLIGHT = {}",
+                raw.admission.min_in_flight, raw.admission.max_in_flight
+            )));
+        }
         positive("breaker.open_initial_ms", raw.breaker.open_initial_ms)?;
         positive("reconnect.initial_ms", raw.reconnect.initial_ms)?;
         positive("preview.sweep_interval_ms", raw.preview.sweep_interval_ms)?;
@@ -733,9 +880,23 @@ impl Settings {
                 operation_timeout: ms(raw.mongo.operation_timeout_ms),
                 ping_interval: ms(raw.mongo.ping_interval_ms),
                 ping_timeout: ms(raw.mongo.ping_timeout_ms),
+                index_timeout: ms(raw.mongo.index_timeout_ms),
             },
             breaker: raw.breaker,
             reconnect: raw.reconnect,
+            admission: AdmissionSettings {
+                // Two pooled connections stay free for the supervisor's ping and index work.
+                max_in_flight: raw
+                    .admission
+                    .max_in_flight
+                    .min(raw.mongo.max_pool_size.saturating_sub(2).max(1)),
+                min_in_flight: raw.admission.min_in_flight.min(
+                    raw.admission
+                        .max_in_flight
+                        .min(raw.mongo.max_pool_size.saturating_sub(2).max(1)),
+                ),
+                ..raw.admission
+            },
             preview: raw.preview,
             jwt,
             log: raw.log,
@@ -917,6 +1078,11 @@ mod tests {
             let value = match setting.key {
                 "http.port" => "1234",
                 "mongo.min_pool_size" => "7",
+                "breaker.minimum_calls" => "17",
+                "breaker.failure_rate_percent" => "77",
+                "breaker.slow_call_rate_percent" => "78",
+                "admission.max_in_flight" => "37",
+                "admission.min_in_flight" => "3",
                 "log.format" => "json",
                 "otel.ui_url" => "http://x-value:16686",
                 k if k.starts_with("mongo.retry") || k == "otel.disabled" => "false",
@@ -925,6 +1091,9 @@ mod tests {
             };
             let (_d, s) = sources(&[(setting.env, value)]);
             let cfg = Settings::load(&s).unwrap_or_else(|e| panic!("{}: {e}", setting.env));
+            if setting.env == "ADMISSION_MIN_IN_FLIGHT" {
+                assert_eq!(cfg.admission.min_in_flight, 3);
+            }
             let shown = format!(
                 "{:?} {} {}",
                 cfg,

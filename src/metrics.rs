@@ -46,7 +46,7 @@ pub struct DbOpLabels {
     pub operation: &'static str,
     /// Collection name.
     pub collection: &'static str,
-    /// `success`, `failure` (database trouble), `rejected` (the caller's error), `refused` (breaker).
+    /// `success`, `failure` (database trouble), `rejected` (the caller's error), `refused` (breaker), `shed` (admission control).
     pub outcome: &'static str,
 }
 
@@ -113,6 +113,12 @@ pub struct Metrics {
     pub breaker_transitions: Family<TransitionLabels, Counter>,
     /// Calls refused by the breaker (or because no client could be built).
     pub breaker_refused_calls: Counter,
+    /// Database calls shed by admission control (overload; not database failures).
+    pub admission_shed: Counter,
+    /// Admission control's current concurrency limit.
+    pub admission_limit: Gauge,
+    /// Database calls admitted and running now.
+    pub admission_in_flight: Gauge,
     /// Reconnect attempts by outcome.
     pub reconnect_attempts: Family<OutcomeLabels, Counter>,
     /// Ping latency.
@@ -149,6 +155,9 @@ impl Metrics {
         let breaker_transitions = Family::<TransitionLabels, Counter>::default();
         let breaker_refused_calls = Counter::default();
         let reconnect_attempts = Family::<OutcomeLabels, Counter>::default();
+        let admission_shed = Counter::default();
+        let admission_limit = Gauge::default();
+        let admission_in_flight = Gauge::default();
         let ping_duration = latency_histogram();
         let db_up = Gauge::default();
         let ready = Gauge::default();
@@ -181,6 +190,21 @@ impl Metrics {
             "db_circuit_breaker_refused_calls",
             "Database calls refused without trying",
             breaker_refused_calls.clone(),
+        );
+        registry.register(
+            "db_admission_shed_calls",
+            "Database calls shed by admission control because of overload (not database failures)",
+            admission_shed.clone(),
+        );
+        registry.register(
+            "db_admission_limit",
+            "Admission control's current concurrency limit on database calls",
+            admission_limit.clone(),
+        );
+        registry.register(
+            "db_admission_in_flight",
+            "Database calls admitted and running now",
+            admission_in_flight.clone(),
         );
         registry.register(
             "db_reconnect_attempts",
@@ -240,6 +264,9 @@ impl Metrics {
             breaker_state,
             breaker_transitions,
             breaker_refused_calls,
+            admission_shed,
+            admission_limit,
+            admission_in_flight,
             reconnect_attempts,
             ping_duration,
             db_up,

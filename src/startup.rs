@@ -26,6 +26,7 @@ use crate::db::state::DbState;
 use crate::db::supervisor::Supervisor;
 use crate::http::context::{AppContext, AppInner, ListLimits};
 use crate::metrics::Metrics;
+use crate::resilience::admission::{Admission, AdmissionConfig};
 use crate::resilience::breaker::{Breaker, BreakerConfig};
 
 /// A running service.
@@ -63,6 +64,12 @@ impl Application {
         let breaker = Breaker::new(
             BreakerConfig {
                 failure_threshold: settings.breaker.failure_threshold,
+                window_size: settings.breaker.window_size,
+                minimum_calls: settings.breaker.minimum_calls,
+                failure_rate: f64::from(settings.breaker.failure_rate_percent) / 100.0,
+                slow_call_rate: f64::from(settings.breaker.slow_call_rate_percent) / 100.0,
+                slow_call: Duration::from_millis(settings.breaker.slow_call_ms),
+                half_open_calls: settings.breaker.half_open_calls,
                 open_initial: Duration::from_millis(settings.breaker.open_initial_ms),
                 open_max: Duration::from_millis(settings.breaker.open_max_ms),
                 ..BreakerConfig::default()
@@ -85,9 +92,17 @@ impl Application {
                 span.in_scope(|| tracing::info!("{t}"));
             },
         );
-        let gateway = Gateway::new(
+        let admission = Admission::new(AdmissionConfig {
+            max_in_flight: settings.admission.max_in_flight,
+            min_in_flight: settings.admission.min_in_flight,
+            queue_length: settings.admission.queue_length,
+            queue_timeout: Duration::from_millis(settings.admission.queue_timeout_ms),
+            ..AdmissionConfig::default()
+        });
+        let gateway = Gateway::with_admission(
             settings.mongo.db_name.clone(),
             breaker,
+            admission,
             settings.mongo.operation_timeout,
             metrics.clone(),
             settings.mongo.url.redactor(),

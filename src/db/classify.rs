@@ -8,6 +8,9 @@ use mongodb::error::{Error, ErrorKind, WriteFailure};
 
 /// Not-primary and node-recovering codes (the server cannot serve this now).
 const UNAVAILABLE_CODES: &[i32] = &[10107, 13435, 10058, 11600, 11602, 13436, 189, 91];
+/// The driver's retryable network codes: HostUnreachable, HostNotFound, NetworkTimeout,
+/// SocketException, ExceededTimeLimit.
+const NETWORK_CODES: &[i32] = &[6, 7, 89, 9001, 262];
 /// Duplicate key.
 pub const DUPLICATE_KEY: i32 = 11000;
 
@@ -46,6 +49,7 @@ pub fn classify(err: &Error) -> ErrorClass {
     match err.kind.as_ref() {
         ErrorKind::Io(_) => ErrorClass::DatabaseFailure("io"),
         ErrorKind::ConnectionPoolCleared { .. } => ErrorClass::DatabaseFailure("pool_cleared"),
+        ErrorKind::InvalidResponse { .. } => ErrorClass::DatabaseFailure("invalid_response"),
         ErrorKind::ServerSelection { .. } => ErrorClass::DatabaseFailure("server_selection"),
         ErrorKind::DnsResolve { .. } => ErrorClass::DatabaseFailure("dns"),
         ErrorKind::Shutdown => ErrorClass::DatabaseFailure("shutdown"),
@@ -80,6 +84,8 @@ fn by_code(code: i32) -> ErrorClass {
         ErrorClass::DuplicateKey
     } else if UNAVAILABLE_CODES.contains(&code) {
         ErrorClass::DatabaseFailure("not_primary")
+    } else if NETWORK_CODES.contains(&code) {
+        ErrorClass::DatabaseFailure("network")
     } else {
         ErrorClass::Rejected("server_error")
     }
@@ -112,6 +118,20 @@ mod tests {
                 "{code}"
             );
         }
+    }
+
+    /// Defect 7: the retryable network codes used to count as the caller's problem.
+    #[test]
+    fn network_codes_and_invalid_responses_are_database_failures() {
+        for code in [6, 7, 89, 9001, 262] {
+            assert_eq!(
+                classify(&command_error(code)),
+                ErrorClass::DatabaseFailure("network"),
+                "{code}"
+            );
+        }
+        // `ErrorKind::InvalidResponse` cannot be built outside the driver (non-exhaustive,
+        // private constructor); its arm in `classify` is one line next to `Io`'s.
     }
 
     #[test]

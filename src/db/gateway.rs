@@ -1,14 +1,21 @@
 //! The database gateway: the only owner of the `mongodb::Client`. Every database operation
 //! of the service goes through [`Gateway::run`], which
-//! 1. asks the breaker for admission (refused: [`DbError::Unavailable`] at once);
-//! 2. runs the operation under the per-operation deadline (the driver has no socket timeout);
-//! 3. classifies the outcome ([`classify`]): database failure, duplicate key, rejected;
-//! 4. records it in the breaker and the metrics, inside a client span `{operation} {collection}`
-//!    carrying the OpenTelemetry database attributes.
+//! 1. asks admission control for a slot (none within the short queue: [`DbError::Shed`] at
+//!    once, counted as shed, never as a database failure);
+//! 2. asks the breaker for admission (refused: [`DbError::Unavailable`] at once);
+//! 3. runs the operation under the per-operation deadline (the driver has no socket timeout);
+//! 4. classifies the outcome ([`classify`]) and settles it through one table
+//!    ([`Gateway::settle`]): breaker outcome, metric label, span error and the caller's error,
+//!    inside a client span `{operation} {collection}` carrying the OpenTelemetry database
+//!    attributes.
+//!
+//! The supervisor's ping ([`Gateway::ping`]) skips admission (the limit stays below the
+//! driver's pool size, so the ping never queues behind a burst for a pooled connection)
+//! and is judged by the breaker only when the supervisor itself opened it.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bson::{Document, doc};
@@ -22,15 +29,23 @@ use super::client::BuiltClient;
 use super::state::DbState;
 use crate::metrics::Metrics;
 use crate::redact::Redactor;
-use crate::resilience::breaker::{Breaker, BreakerState, Caller, Outcome};
+use crate::resilience::admission::{Admission, AdmissionConfig};
+use crate::resilience::breaker::{Breaker, BreakerState, Caller, Outcome, PingAdmission};
 
 /// A failed database call, as handlers see it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DbError {
-    /// Refused without trying: the breaker is open (or half-open with its probe in flight),
+    /// Refused without trying: the breaker is open (or half-open with its trials in flight),
     /// or no client could be built yet.
     #[error("database temporarily unavailable (retry after {retry_after:?})")]
     Unavailable {
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// Shed by admission control: too many database calls at once (overload, not a
+    /// database failure).
+    #[error("too many database calls at once (retry after {retry_after:?})")]
+    Shed {
         /// When to try again.
         retry_after: Duration,
     },
@@ -60,12 +75,38 @@ pub enum DbError {
 impl DbError {
     /// True for the errors that mean "try again later" (HTTP 503).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, DbError::Unavailable { .. } | DbError::Failed { .. })
+        matches!(
+            self,
+            DbError::Unavailable { .. } | DbError::Failed { .. } | DbError::Shed { .. }
+        )
+    }
+}
+
+/// Why the supervisor's ping did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PingError {
+    /// The breaker refused it (its trials are all in flight): says nothing about the
+    /// database, try again later.
+    Refused,
+    /// The database did not answer in time.
+    TimedOut(String),
+    /// The database answered with a failure, or no client exists yet.
+    Failed(String),
+}
+
+impl std::fmt::Display for PingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PingError::Refused => f.write_str("refused by the circuit breaker (trials in flight)"),
+            PingError::TimedOut(m) | PingError::Failed(m) => f.write_str(m),
+        }
     }
 }
 
 /// A failure planted by a test: the `skip`+1-th matching operation fails as if the database
-/// had dropped the connection, without running.
+/// had dropped the connection, without running. Only with the `fault-injection` feature
+/// (the test targets enable it; the service's own build never contains it).
+#[cfg(feature = "fault-injection")]
 #[derive(Debug, Clone)]
 pub struct InjectedFault {
     /// Operation name to match (`insert_one`, ...).
@@ -88,12 +129,16 @@ struct Inner {
     target: RwLock<Target>,
     db_name: String,
     breaker: Breaker,
+    admission: Admission,
     operation_timeout: Duration,
     metrics: Arc<Metrics>,
     redactor: Redactor,
     state: watch::Receiver<DbState>,
-    faults_armed: AtomicBool,
-    faults: Mutex<Vec<InjectedFault>>,
+    /// Microseconds after `epoch` of the last operation that succeeded (0: none yet).
+    last_success: AtomicU64,
+    epoch: Instant,
+    #[cfg(feature = "fault-injection")]
+    faults: std::sync::Mutex<Vec<InjectedFault>>,
 }
 
 /// Handle to the gateway. Cheap to clone.
@@ -110,11 +155,53 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
+/// How one call ended, before its effects are settled.
+enum Verdict {
+    Success,
+    Shed { retry_after: Duration },
+    Refused { retry_after: Duration, why: &'static str },
+    NoClient,
+    TimedOut { after: Duration },
+    Driver(mongodb::error::Error),
+    #[cfg(feature = "fault-injection")]
+    Injected,
+}
+
+/// Who calls and how: an ordinary operation goes through admission control.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Operation,
+    SupervisorTrial,
+    Ping,
+}
+
 impl Gateway {
-    /// A gateway with no client yet (the supervisor installs one).
+    /// A gateway with no client yet (the supervisor installs one), with the default
+    /// admission limits.
     pub fn new(
         db_name: String,
         breaker: Breaker,
+        operation_timeout: Duration,
+        metrics: Arc<Metrics>,
+        redactor: Redactor,
+        state: watch::Receiver<DbState>,
+    ) -> Self {
+        Self::with_admission(
+            db_name,
+            breaker,
+            Admission::new(AdmissionConfig::default()),
+            operation_timeout,
+            metrics,
+            redactor,
+            state,
+        )
+    }
+
+    /// A gateway with its admission control.
+    pub fn with_admission(
+        db_name: String,
+        breaker: Breaker,
+        admission: Admission,
         operation_timeout: Duration,
         metrics: Arc<Metrics>,
         redactor: Redactor,
@@ -125,12 +212,15 @@ impl Gateway {
                 target: RwLock::new(Target::default()),
                 db_name,
                 breaker,
+                admission,
                 operation_timeout,
                 metrics,
                 redactor,
                 state,
-                faults_armed: AtomicBool::new(false),
-                faults: Mutex::new(Vec::new()),
+                last_success: AtomicU64::new(0),
+                epoch: Instant::now(),
+                #[cfg(feature = "fault-injection")]
+                faults: std::sync::Mutex::new(Vec::new()),
             }),
         }
     }
@@ -153,6 +243,12 @@ impl Gateway {
         &self.inner.breaker
     }
 
+    /// Admission control in front of the database. Its [`Admission::overloaded`] says
+    /// whether this process is refusing (almost) everything because of overload.
+    pub fn admission(&self) -> &Admission {
+        &self.inner.admission
+    }
+
     /// The database name.
     pub fn db_name(&self) -> &str {
         &self.inner.db_name
@@ -163,14 +259,26 @@ impl Gateway {
         &self.inner.redactor
     }
 
-    /// Plants a failure (tests only use it; a disarmed gateway pays one atomic load).
+    /// The per-operation deadline.
+    pub fn operation_timeout(&self) -> Duration {
+        self.inner.operation_timeout
+    }
+
+    /// True when an operation succeeded at or after `since` (the database is answering,
+    /// whatever a ping says).
+    pub fn succeeded_since(&self, since: Instant) -> bool {
+        let last = self.inner.last_success.load(Ordering::Relaxed);
+        last != 0 && last >= since.saturating_duration_since(self.inner.epoch).as_micros() as u64
+    }
+
+    /// Plants a failure (test targets only: the `fault-injection` feature).
+    #[cfg(feature = "fault-injection")]
     pub fn inject_fault(&self, fault: InjectedFault) {
         self.inner
             .faults
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(fault);
-        self.inner.faults_armed.store(true, Ordering::Release);
     }
 
     fn target(&self) -> Target {
@@ -181,10 +289,8 @@ impl Gateway {
             .clone()
     }
 
+    #[cfg(feature = "fault-injection")]
     fn take_fault(&self, operation: &str, collection: &str) -> bool {
-        if !self.inner.faults_armed.load(Ordering::Acquire) {
-            return false;
-        }
         let mut faults = self.inner.faults.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(i) = faults
             .iter()
@@ -192,9 +298,6 @@ impl Gateway {
         {
             if faults[i].skip == 0 {
                 faults.remove(i);
-                self.inner
-                    .faults_armed
-                    .store(!faults.is_empty(), Ordering::Release);
                 return true;
             }
             faults[i].skip -= 1;
@@ -211,7 +314,8 @@ impl Gateway {
             .max(Duration::from_millis(100))
     }
 
-    /// Runs `op` on collection `collection` through the breaker, under the deadline.
+    /// Runs `op` on collection `collection` through admission control and the breaker,
+    /// under the deadline.
     ///
     /// `operation` is the OpenTelemetry `db.operation.name` (`find`, `insert_one`, ...).
     pub async fn run<T, D, F, Fut>(
@@ -226,10 +330,34 @@ impl Gateway {
         Fut: Future<Output = mongodb::error::Result<T>>,
     {
         self.guarded(
-            Caller::Ordinary,
+            Lane::Operation,
             operation,
             collection,
             self.inner.operation_timeout,
+            |db: Database| op(db.collection::<D>(collection)),
+        )
+        .await
+    }
+
+    /// Like [`Gateway::run`] with its own deadline (index creation may take longer than a
+    /// request's operation).
+    pub async fn run_with_deadline<T, D, F, Fut>(
+        &self,
+        operation: &'static str,
+        collection: &'static str,
+        deadline: Duration,
+        op: F,
+    ) -> Result<T, DbError>
+    where
+        D: Send + Sync,
+        F: FnOnce(Collection<D>) -> Fut,
+        Fut: Future<Output = mongodb::error::Result<T>>,
+    {
+        self.guarded(
+            Lane::Operation,
+            operation,
+            collection,
+            deadline,
             |db: Database| op(db.collection::<D>(collection)),
         )
         .await
@@ -242,7 +370,7 @@ impl Gateway {
         command: Document,
     ) -> Result<Document, DbError> {
         self.guarded(
-            Caller::Ordinary,
+            Lane::Operation,
             operation,
             "",
             self.inner.operation_timeout,
@@ -251,23 +379,49 @@ impl Gateway {
         .await
     }
 
-    /// The supervisor's ping: may be the breaker's half-open probe. Returns its latency.
-    pub async fn ping(&self, deadline: Duration) -> Result<Duration, DbError> {
-        let started = Instant::now();
+    /// The supervisor's trial operation while operations hold the breaker open: a real
+    /// query (a `users` lookup by an id that does not exist), judged like any operation.
+    pub async fn trial_operation(&self) -> Result<(), DbError> {
+        let id = bson::oid::ObjectId::new();
         self.guarded(
-            Caller::Supervisor,
-            "ping",
-            "",
-            deadline,
-            |db: Database| async move { db.run_command(doc! { "ping": 1 }).await },
+            Lane::SupervisorTrial,
+            "find_one",
+            "users",
+            self.inner.operation_timeout,
+            |db: Database| async move {
+                db.collection::<Document>("users")
+                    .find_one(doc! { "_id": id })
+                    .await
+                    .map(|_| ())
+            },
         )
-        .await?;
-        Ok(started.elapsed())
+        .await
+    }
+
+    /// The supervisor's ping: the breaker's probe when the supervisor opened it, otherwise
+    /// not judged. Returns its latency.
+    pub async fn ping(&self, deadline: Duration) -> Result<Duration, PingError> {
+        let started = Instant::now();
+        let result = self
+            .guarded(Lane::Ping, "ping", "", deadline, |db: Database| async move {
+                db.run_command(doc! { "ping": 1 }).await
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(started.elapsed()),
+            Err(DbError::Unavailable { .. }) if self.has_client() => Err(PingError::Refused),
+            Err(DbError::Failed {
+                kind: "timeout",
+                message,
+                ..
+            }) => Err(PingError::TimedOut(message)),
+            Err(e) => Err(PingError::Failed(e.to_string())),
+        }
     }
 
     async fn guarded<T, F, Fut>(
         &self,
-        caller: Caller,
+        lane: Lane,
         operation: &'static str,
         collection: &'static str,
         deadline: Duration,
@@ -303,159 +457,237 @@ impl Gateway {
         if let Some(port) = target.server_port {
             span.record("server.port", i64::from(port));
         }
-        let fail_span = |kind: &str| {
-            span.record("error.type", kind);
-            span.record("otel.status_code", "ERROR");
+        let started = Instant::now();
+
+        // 1. Admission control (ordinary operations only).
+        let mut slot = None;
+        if lane == Lane::Operation {
+            match self.inner.admission.acquire().await {
+                Ok(s) => slot = Some(s),
+                Err(shed) => {
+                    let verdict = Verdict::Shed {
+                        retry_after: shed.retry_after,
+                    };
+                    return Err(self.refuse(&span, operation, collection, started, None, verdict));
+                }
+            }
+        }
+        // 2. The breaker.
+        let permit = match lane {
+            Lane::Ping => match self.inner.breaker.admit_ping() {
+                PingAdmission::Free => None,
+                PingAdmission::Probe(p) => Some(p),
+            },
+            Lane::Operation | Lane::SupervisorTrial => {
+                let caller = match lane {
+                    Lane::SupervisorTrial => Caller::Supervisor,
+                    _ => Caller::Ordinary,
+                };
+                match self.inner.breaker.try_acquire(caller) {
+                    Ok(p) => Some(p),
+                    Err(refused) => {
+                        if let Some(s) = slot.as_mut() {
+                            s.no_sample();
+                        }
+                        let why = match refused.state {
+                            BreakerState::HalfOpen => "circuit_half_open",
+                            _ => "circuit_open",
+                        };
+                        let verdict = Verdict::Refused {
+                            retry_after: refused.retry_after,
+                            why,
+                        };
+                        return Err(self.refuse(&span, operation, collection, started, None, verdict));
+                    }
+                }
+            }
         };
+        let Some(db) = target.db else {
+            if let Some(s) = slot.as_mut() {
+                s.no_sample();
+            }
+            let verdict = Verdict::NoClient;
+            return Err(self.refuse(&span, operation, collection, started, permit, verdict));
+        };
+        // 3. The call, under its deadline.
+        #[cfg(feature = "fault-injection")]
+        if self.take_fault(operation, collection) {
+            let verdict = Verdict::Injected;
+            return Err(self.refuse(&span, operation, collection, started, permit, verdict));
+        }
+        let (verdict, value) =
+            match tokio::time::timeout(deadline, op(db).instrument(span.clone())).await {
+                Ok(Ok(v)) => (Verdict::Success, Some(v)),
+                Ok(Err(e)) => (Verdict::Driver(e), None),
+                Err(_) => (Verdict::TimedOut { after: deadline }, None),
+            };
+        drop(slot);
+        // 4. One table for every outcome.
+        self.settle(&span, operation, collection, started, permit, verdict)?;
+        Ok(value.expect("a success carries its value"))
+    }
+
+    /// [`Gateway::settle`] for a call that cannot succeed.
+    fn refuse(
+        &self,
+        span: &tracing::Span,
+        operation: &'static str,
+        collection: &'static str,
+        started: Instant,
+        permit: Option<crate::resilience::breaker::Permit>,
+        verdict: Verdict,
+    ) -> DbError {
+        match self.settle(span, operation, collection, started, permit, verdict) {
+            Err(e) => e,
+            Ok(()) => unreachable!("only a success settles to Ok"),
+        }
+    }
+
+    /// The outcome table: what each way a call can end means for the breaker, the metrics,
+    /// the span and the caller.
+    fn settle(
+        &self,
+        span: &tracing::Span,
+        operation: &'static str,
+        collection: &'static str,
+        started: Instant,
+        permit: Option<crate::resilience::breaker::Permit>,
+        verdict: Verdict,
+    ) -> Result<(), DbError> {
+        let took = started.elapsed();
+        let span_name = if collection.is_empty() {
+            operation.to_string()
+        } else {
+            format!("{operation} {collection}")
+        };
+        if let Verdict::Driver(e) = &verdict {
+            if let mongodb::error::ErrorKind::Command(c) = e.kind.as_ref() {
+                span.record("db.response.status_code", c.code.to_string());
+            }
+        }
+        //  breaker outcome,  metric label, span error.type, error for the caller
+        let (outcome, label, error_type, result): (
+            Outcome,
+            &'static str,
+            Option<&'static str>,
+            Result<(), DbError>,
+        ) =
+            match verdict {
+                Verdict::Success => (Outcome::Success, "success", None, Ok(())),
+                Verdict::Shed { retry_after } => {
+                    (Outcome::Ignored, "shed", Some("shed"), Err(DbError::Shed { retry_after }))
+                }
+                Verdict::Refused { retry_after, why } => (
+                    Outcome::Ignored,
+                    "refused",
+                    Some(why),
+                    Err(DbError::Unavailable { retry_after }),
+                ),
+                Verdict::NoClient => (
+                    Outcome::Ignored,
+                    "refused",
+                    Some("no_client"),
+                    Err(DbError::Unavailable {
+                        retry_after: self.no_client_retry_after(),
+                    }),
+                ),
+                Verdict::TimedOut { after } => {
+                    let message = format!("no answer within {} ms", after.as_millis());
+                    (
+                        Outcome::Failure(format!("{span_name}: {message}")),
+                        "failure",
+                        Some("timeout"),
+                        Err(DbError::Failed {
+                            kind: "timeout",
+                            message,
+                            retry_after: Duration::ZERO,
+                        }),
+                    )
+                }
+                #[cfg(feature = "fault-injection")]
+                Verdict::Injected => (
+                    Outcome::Failure("injected failure".into()),
+                    "failure",
+                    Some("injected"),
+                    Err(DbError::Failed {
+                        kind: "injected",
+                        message: "injected failure".into(),
+                        retry_after: Duration::ZERO,
+                    }),
+                ),
+                Verdict::Driver(e) => {
+                    let message = self.inner.redactor.scrub(&describe(&e));
+                    match classify(&e) {
+                        ErrorClass::DatabaseFailure(kind) => {
+                            tracing::warn!(parent: span, error.type = kind, "database failure: {message}");
+                            (
+                                Outcome::Failure(format!("{kind}: {message}")),
+                                "failure",
+                                Some(kind),
+                                Err(DbError::Failed {
+                                    kind,
+                                    message,
+                                    retry_after: Duration::ZERO,
+                                }),
+                            )
+                        }
+                        ErrorClass::DuplicateKey => (
+                            Outcome::Ignored,
+                            "rejected",
+                            Some("duplicate_key"),
+                            Err(DbError::DuplicateKey(message)),
+                        ),
+                        ErrorClass::Rejected(kind) => (
+                            Outcome::Ignored,
+                            "rejected",
+                            Some(kind),
+                            Err(DbError::Rejected { kind, message }),
+                        ),
+                    }
+                }
+            };
+        if let Some(permit) = permit {
+            permit.record(outcome);
+        }
         let metric_collection = if collection.is_empty() {
             "(database)"
         } else {
             collection
         };
-        let started = Instant::now();
-
-        let permit = match self.inner.breaker.try_acquire(caller) {
-            Ok(p) => p,
-            Err(refused) => {
+        self.inner
+            .metrics
+            .db_operation(operation, metric_collection, label, took, &span);
+        match label {
+            "success" => {
+                let at = Instant::now().saturating_duration_since(self.inner.epoch);
+                self.inner
+                    .last_success
+                    .store((at.as_micros() as u64).max(1), Ordering::Relaxed);
+            }
+            "refused" => {
                 self.inner.metrics.breaker_refused_calls.inc();
-                self.inner.metrics.db_operation(
-                    operation,
-                    metric_collection,
-                    "refused",
-                    started.elapsed(),
-                    &span,
-                );
-                fail_span(match refused.state {
-                    BreakerState::HalfOpen => "circuit_half_open",
-                    _ => "circuit_open",
-                });
-                return Err(DbError::Unavailable {
-                    retry_after: refused.retry_after,
-                });
             }
-        };
-        let Some(db) = target.db else {
-            permit.record(Outcome::Ignored);
-            self.inner.metrics.breaker_refused_calls.inc();
-            self.inner.metrics.db_operation(
-                operation,
-                metric_collection,
-                "refused",
-                started.elapsed(),
-                &span,
-            );
-            fail_span("no_client");
-            return Err(DbError::Unavailable {
-                retry_after: self.no_client_retry_after(),
-            });
-        };
-
-        let result = if self.take_fault(operation, collection) {
-            Err(Fault::Injected)
-        } else {
-            match tokio::time::timeout(deadline, op(db).instrument(span.clone())).await {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(Fault::Driver(e)),
-                Err(_) => Err(Fault::Timeout),
+            "shed" => {
+                self.inner.metrics.admission_shed.inc();
             }
-        };
-        let took = started.elapsed();
-        let retry_after = || self.retry_after_hint();
+            _ => {}
+        }
+        if let Some(kind) = error_type {
+            span.record("error.type", kind);
+            // The caller's own conflict is not an error of the call.
+            if kind != "duplicate_key" {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
         match result {
-            Ok(v) => {
-                permit.record(Outcome::Success);
-                self.inner.metrics.db_operation(
-                    operation,
-                    metric_collection,
-                    "success",
-                    took,
-                    &span,
-                );
-                Ok(v)
-            }
-            Err(Fault::Timeout) => {
-                let message = format!("no answer within {} ms", deadline.as_millis());
-                permit.record(Outcome::Failure(format!("{span_name}: {message}")));
-                self.inner.metrics.db_operation(
-                    operation,
-                    metric_collection,
-                    "failure",
-                    took,
-                    &span,
-                );
-                fail_span("timeout");
-                Err(DbError::Failed {
-                    kind: "timeout",
-                    message,
-                    retry_after: retry_after(),
-                })
-            }
-            Err(Fault::Injected) => {
-                let message = "injected failure".to_string();
-                permit.record(Outcome::Failure(message.clone()));
-                self.inner.metrics.db_operation(
-                    operation,
-                    metric_collection,
-                    "failure",
-                    took,
-                    &span,
-                );
-                fail_span("injected");
-                Err(DbError::Failed {
-                    kind: "injected",
-                    message,
-                    retry_after: retry_after(),
-                })
-            }
-            Err(Fault::Driver(e)) => {
-                let message = self.inner.redactor.scrub(&describe(&e));
-                if let mongodb::error::ErrorKind::Command(c) = e.kind.as_ref() {
-                    span.record("db.response.status_code", c.code.to_string());
-                }
-                match classify(&e) {
-                    ErrorClass::DatabaseFailure(kind) => {
-                        permit.record(Outcome::Failure(format!("{kind}: {message}")));
-                        self.inner.metrics.db_operation(
-                            operation,
-                            metric_collection,
-                            "failure",
-                            took,
-                            &span,
-                        );
-                        fail_span(kind);
-                        tracing::warn!(parent: &span, error.type = kind, "database failure: {message}");
-                        Err(DbError::Failed {
-                            kind,
-                            message,
-                            retry_after: retry_after(),
-                        })
-                    }
-                    ErrorClass::DuplicateKey => {
-                        permit.record(Outcome::Ignored);
-                        self.inner.metrics.db_operation(
-                            operation,
-                            metric_collection,
-                            "rejected",
-                            took,
-                            &span,
-                        );
-                        span.record("error.type", "duplicate_key");
-                        Err(DbError::DuplicateKey(message))
-                    }
-                    ErrorClass::Rejected(kind) => {
-                        permit.record(Outcome::Ignored);
-                        self.inner.metrics.db_operation(
-                            operation,
-                            metric_collection,
-                            "rejected",
-                            took,
-                            &span,
-                        );
-                        fail_span(kind);
-                        Err(DbError::Rejected { kind, message })
-                    }
-                }
-            }
+            Ok(()) => Ok(()),
+            // A database failure's hint comes from the breaker as it is after recording it.
+            Err(DbError::Failed { kind, message, .. }) => Err(DbError::Failed {
+                kind,
+                message,
+                retry_after: self.retry_after_hint(),
+            }),
+            Err(e) => Err(e),
         }
     }
 
@@ -468,10 +700,4 @@ impl Gateway {
             .unwrap_or(Duration::from_secs(1))
             .max(Duration::from_millis(100))
     }
-}
-
-enum Fault {
-    Timeout,
-    Injected,
-    Driver(mongodb::error::Error),
 }

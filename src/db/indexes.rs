@@ -106,12 +106,20 @@ pub struct IndexReport {
     pub ensured: Vec<String>,
     /// Indexes that could not be created.
     pub failed: Vec<IndexFailure>,
-    /// True when a database failure interrupted the pass (retry on the next reconnect).
+    /// True when the database was unavailable for some of them (the supervisor retries).
     pub interrupted: bool,
 }
 
-/// Creates every index in `specs` (idempotent), each in its own span under `db.indexes`.
-pub async fn ensure_indexes(gateway: &Gateway, specs: &[IndexSpec]) -> IndexReport {
+/// Creates every index in `specs` (idempotent), each in its own span under `db.indexes`,
+/// each under `deadline` (index creation may outlast a request's operation deadline).
+/// Required indexes go first, and a failure never stops the pass: every index is tried.
+pub async fn ensure_indexes(
+    gateway: &Gateway,
+    specs: &[IndexSpec],
+    deadline: Duration,
+) -> IndexReport {
+    let mut ordered: Vec<&IndexSpec> = specs.iter().collect();
+    ordered.sort_by_key(|s| !s.required());
     let mut report = IndexReport::default();
     let parent = tracing::info_span!(
         "db.indexes",
@@ -120,7 +128,7 @@ pub async fn ensure_indexes(gateway: &Gateway, specs: &[IndexSpec]) -> IndexRepo
         indexes.failed = tracing::field::Empty
     );
     async {
-        for spec in specs {
+        for spec in ordered {
             let name = spec.name();
             let span = tracing::info_span!(
                 "db.index",
@@ -136,7 +144,7 @@ pub async fn ensure_indexes(gateway: &Gateway, specs: &[IndexSpec]) -> IndexRepo
             options.expire_after = spec.ttl;
             let model = IndexModel::builder().keys(spec.keys_doc()).options(options).build();
             let outcome = gateway
-                .run("create_index", spec.collection, |c: Collection<Document>| async move { c.create_index(model).await })
+                .run_with_deadline("create_index", spec.collection, deadline, |c: Collection<Document>| async move { c.create_index(model).await })
                 .instrument(span.clone())
                 .await;
             match outcome {
@@ -156,7 +164,6 @@ pub async fn ensure_indexes(gateway: &Gateway, specs: &[IndexSpec]) -> IndexRepo
                     report.failed.push(IndexFailure { index: spec.qualified_name(), error, required: spec.required() });
                     if e.is_unavailable() {
                         report.interrupted = true;
-                        break;
                     }
                 }
             }
@@ -182,6 +189,20 @@ mod tests {
         assert!(names.contains(&"notifications.user_id_1_read_1".to_string()));
         assert!(names.contains(&"preview_sessions.expires_at_1".to_string()));
         assert_eq!(INDEXES.iter().filter(|s| s.required()).count(), 2);
+    }
+
+    /// Defect 5: readiness must wait for every required index, including one never tried.
+    #[test]
+    fn readiness_needs_every_required_index_even_one_never_tried() {
+        let mut state = crate::db::state::DbState::initial();
+        state.indexes_ensured = vec!["persons.user_id_1".into()];
+        assert!(!state.required_indexes_ok(), "users.email_1 was never tried");
+        state.indexes_ensured = INDEXES
+            .iter()
+            .filter(|s| s.required())
+            .map(IndexSpec::qualified_name)
+            .collect();
+        assert!(state.required_indexes_ok());
     }
 
     #[test]

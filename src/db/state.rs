@@ -90,9 +90,13 @@ impl DbState {
         }
     }
 
-    /// True when every index readiness needs exists.
+    /// True when every index readiness needs (the contract's unique indexes) is known to
+    /// exist: one that failed, or was never tried, keeps readiness at 503.
     pub fn required_indexes_ok(&self) -> bool {
-        !self.indexes_ensured.is_empty() && !self.indexes_failed.iter().any(|f| f.required)
+        super::indexes::INDEXES
+            .iter()
+            .filter(|s| s.required())
+            .all(|s| self.indexes_ensured.contains(&s.qualified_name()))
     }
 
     /// Milliseconds until the next reconnect ping, while reconnecting.

@@ -3,34 +3,38 @@
 //!
 //! - Builds the client (retrying in the background when the URL is unusable or a
 //!   `mongodb+srv://` DNS lookup fails: status `not_configured`).
-//! - While the database is not usable: pings with exponential backoff (backon; 100 ms
-//!   doubling to 5 s, jittered, unlimited), logging each failed attempt with its number, the
-//!   redacted error and the next delay. Its ping is the breaker's half-open probe. A driver
-//!   heartbeat that succeeds cuts the wait short.
-//! - On success: the breaker closes, indexes are ensured (first time, or again after a
-//!   failure), the status becomes `connected`.
+//! - While the database is not usable: pings with exponential backoff (100 ms doubling to
+//!   `RECONNECT_MAX_MS`, jittered, unlimited), logging each failed attempt with its number,
+//!   the redacted error and the next delay. Its ping is the probe of the breaker it
+//!   tripped. A driver heartbeat that succeeds cuts the wait short.
+//! - On success: the breaker closes, indexes are ensured, the status becomes `connected`.
+//!   Indexes that could not be created are retried while connected until they exist.
 //! - While connected: pings every `ping_interval` with a short deadline, recording the
-//!   latency. A failed ping, a failed driver heartbeat, the driver marking the server
-//!   unknown, or the breaker opening under traffic: the breaker trips (calls stop waiting
-//!   on the database) and the loop goes back to reconnecting.
+//!   latency. A failed ping (unless operations kept succeeding meanwhile: a loaded database
+//!   is not a silent one) or what the driver's monitoring reports ([`Supervisor::judge_signal`],
+//!   the one place that reads driver signals): the breaker trips (calls stop waiting on the
+//!   database) and the loop goes back to reconnecting.
+//! - When failing operations open the breaker, the database may still answer pings: the
+//!   supervisor then runs trial operations itself as soon as the open period ends, so the
+//!   breaker closes without user traffic, but only on operations that succeed.
 //!
 //! Everything it learns goes into the published [`DbState`].
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::client::{DriverSignal, build_client};
-use super::gateway::Gateway;
+use super::gateway::{DbError, Gateway, PingError};
 use super::indexes::{INDEXES, ensure_indexes};
 use super::state::{DbState, DbStatus};
 use crate::config::{MongoSettings, ReconnectSettings};
 use crate::metrics::Metrics;
-use crate::resilience::breaker::BreakerState;
+use crate::resilience::backoff::ExponentialMillis;
+use crate::resilience::breaker::{BreakerSnapshot, BreakerState, Judge};
 use std::sync::Arc;
 
 /// The recovery task and its inputs.
@@ -77,14 +81,12 @@ impl Supervisor {
         }
     }
 
-    fn backoff(&self) -> impl Iterator<Item = Duration> + use<> {
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(self.reconnect.initial_ms))
-            .with_max_delay(Duration::from_millis(self.reconnect.max_ms))
-            .with_factor(2.0)
-            .with_jitter()
-            .without_max_times()
-            .build()
+    fn backoff(&self) -> ExponentialMillis {
+        ExponentialMillis::new(
+            Duration::from_millis(self.reconnect.initial_ms),
+            Duration::from_millis(self.reconnect.max_ms),
+            0.2,
+        )
     }
 
     fn update(&self, f: impl FnOnce(&mut DbState)) {
@@ -111,7 +113,10 @@ impl Supervisor {
             db.ping.latency_ms = tracing::field::Empty,
             db.connect.result = tracing::field::Empty
         );
-        let connected = self.try_connect().instrument(span).await;
+        let connected = matches!(
+            self.try_connect().instrument(span).await,
+            Attempt::Connected
+        );
         if connected {
             self.ensure_indexes().await;
         }
@@ -171,7 +176,7 @@ impl Supervisor {
     }
 
     /// One ping; on success the database is marked connected.
-    async fn try_connect(&mut self) -> bool {
+    async fn try_connect(&mut self) -> Attempt {
         let span = tracing::Span::current();
         match self.ping().await {
             Ok(latency) => {
@@ -202,7 +207,12 @@ impl Supervisor {
                         "MongoDB connection successful"
                     );
                 }
-                true
+                Attempt::Connected
+            }
+            // Trial calls fill the half-open breaker: nothing learnt about the database.
+            Err(PingError::Refused) => {
+                span.record("db.connect.result", "refused");
+                Attempt::Refused
             }
             Err(e) => {
                 span.record("db.connect.result", "failed");
@@ -210,14 +220,14 @@ impl Supervisor {
                     .reconnect_attempts
                     .get_or_create(&crate::metrics::OutcomeLabels { outcome: "failure" })
                     .inc();
-                self.lost(e);
-                false
+                self.lost(e.to_string());
+                Attempt::Failed
             }
         }
     }
 
     /// A ping in its own `db.ping` span, with the latency recorded.
-    async fn ping(&self) -> Result<Duration, String> {
+    async fn ping(&self) -> Result<Duration, PingError> {
         let span = tracing::info_span!(
             "db.ping",
             db.ping.latency_ms = tracing::field::Empty,
@@ -241,9 +251,32 @@ impl Supervisor {
                 Ok(latency)
             }
             Err(e) => {
-                span.record("db.ping.result", "failed");
-                Err(e.to_string())
+                span.record(
+                    "db.ping.result",
+                    if e == PingError::Refused {
+                        "refused"
+                    } else {
+                        "failed"
+                    },
+                );
+                Err(e)
             }
+        }
+    }
+
+    /// The ping while connected. `Some(reason)` when the database is lost: the ping failed,
+    /// or timed out while no operation succeeded either (a silent database; a loaded one
+    /// keeps answering operations, and that counts as an answer).
+    async fn connected_ping(&self) -> Option<String> {
+        let started = Instant::now();
+        match self.ping().await {
+            Ok(_) | Err(PingError::Refused) => None,
+            Err(PingError::TimedOut(e)) if self.gateway.succeeded_since(started) => {
+                tracing::debug!("ping timed out ({e}) while operations succeed: loaded, not silent");
+                self.update(|s| s.last_ping_ok_at = Some(Instant::now()));
+                None
+            }
+            Err(e) => Some(format!("ping failed: {e}")),
         }
     }
 
@@ -265,23 +298,45 @@ impl Supervisor {
         }
     }
 
+    /// What a driver signal means for the supervisor: `Some(reason)` when the database is
+    /// lost. The one place that reads the driver's monitoring.
+    fn judge_signal(&self, signal: &DriverSignal) -> Option<String> {
+        match signal {
+            DriverSignal::HeartbeatFailed(e) => Some(format!("driver heartbeat failed: {e}")),
+            DriverSignal::ServerLost => Some("the driver marked the server unknown".into()),
+            DriverSignal::HeartbeatSucceeded => None,
+        }
+    }
+
+    /// True when a driver signal says the database answers again (cuts a reconnect wait).
+    fn signal_says_back(&self, signal: &DriverSignal) -> bool {
+        *signal == DriverSignal::HeartbeatSucceeded
+    }
+
+    /// Ensures the indexes not known to exist yet (all of them the first time), each under
+    /// the index deadline, and publishes what exists.
     async fn ensure_indexes(&mut self) {
-        let report = ensure_indexes(&self.gateway, INDEXES).await;
+        let pending: Vec<_> = {
+            let s = self.state.borrow();
+            INDEXES
+                .iter()
+                .filter(|i| !s.indexes_ensured.contains(&i.qualified_name()))
+                .filter(|i| !(self.ttl_warned && i.ttl.is_some()))
+                .cloned()
+                .collect()
+        };
+        if pending.is_empty() {
+            return;
+        }
+        let report = ensure_indexes(&self.gateway, &pending, self.mongo.index_timeout).await;
         for f in &report.failed {
             let ttl = f.index.ends_with("expires_at_1");
             if ttl && !self.ttl_warned {
                 self.ttl_warned = true;
                 tracing::warn!(index = %f.index, "{}", f.error);
             } else if !ttl {
-                tracing::warn!(index = %f.index, "index not created: {}", f.error);
+                tracing::warn!(index = %f.index, "index not created: {}; retrying while connected", f.error);
             }
-        }
-        if report.failed.iter().all(|f| !f.required) && !report.interrupted {
-            tracing::info!(
-                created = report.ensured.len(),
-                failed = report.failed.len(),
-                "Database indexes created"
-            );
         }
         let ttl_warning = report
             .failed
@@ -289,22 +344,49 @@ impl Supervisor {
             .find(|f| f.index.ends_with("expires_at_1"))
             .map(|f| f.error.clone());
         self.update(|s| {
-            s.indexes_ensured = report.ensured.clone();
-            s.indexes_failed = report.failed.clone();
+            for name in &report.ensured {
+                if !s.indexes_ensured.contains(name) {
+                    s.indexes_ensured.push(name.clone());
+                }
+            }
+            s.indexes_failed.retain(|f| {
+                !report.ensured.contains(&f.index) && !report.failed.iter().any(|n| n.index == f.index)
+            });
+            s.indexes_failed.extend(report.failed.iter().cloned());
             if let Some(w) = ttl_warning {
                 if !s.warnings.contains(&w) {
                     s.warnings.push(w);
                 }
             }
         });
+        if self.state.borrow().required_indexes_ok() && !report.interrupted {
+            tracing::info!(
+                created = report.ensured.len(),
+                failed = report.failed.len(),
+                "Database indexes created"
+            );
+        }
     }
 
     fn indexes_need_work(&self) -> bool {
         let s = self.state.borrow();
-        s.indexes_ensured.is_empty()
+        !s.required_indexes_ok()
             || s.indexes_failed
                 .iter()
                 .any(|f| !f.index.ends_with("expires_at_1"))
+    }
+
+    /// When the supervisor should run a trial operation: operations opened the breaker and
+    /// its period is over (or it is half-open with room for another trial).
+    fn trial_due(snap: &BreakerSnapshot, refused_until: Option<Instant>) -> Option<Instant> {
+        if snap.opened_by != Some(Judge::Operations) {
+            return None;
+        }
+        match snap.state {
+            BreakerState::Open => snap.next_probe_at,
+            BreakerState::HalfOpen => Some(refused_until.unwrap_or_else(Instant::now)),
+            BreakerState::Closed => None,
+        }
     }
 
     /// The loop, until shutdown.
@@ -335,40 +417,53 @@ impl Supervisor {
         };
         let mut delays = self.backoff();
         let mut next_ping = Instant::now() + self.mongo.ping_interval;
+        // While every half-open trial slot is taken by callers: when to look again.
+        let mut trial_refused_until: Option<Instant> = None;
         loop {
             if self.shutting_down() {
                 return;
             }
             match mode {
                 Mode::Connected => {
-                    breaker.borrow_and_update();
+                    // The breaker as it is now, including a change made during our own ping,
+                    // trial or index pass (marking it seen must not hide it).
+                    let snap = breaker.borrow_and_update().clone();
+                    if snap.opened_by == Some(Judge::Supervisor) {
+                        let why = snap.last_failure.unwrap_or_else(|| "circuit breaker tripped".into());
+                        self.lost(why);
+                        mode = Mode::Reconnecting;
+                        delays = self.backoff();
+                        continue;
+                    }
+                    let trial_at = Self::trial_due(&snap, trial_refused_until);
                     tokio::select! {
                         _ = tokio::time::sleep_until(next_ping) => {
                             next_ping = Instant::now() + self.mongo.ping_interval;
-                            if let Err(e) = self.ping().await {
-                                self.lost(format!("ping failed: {e}"));
+                            if let Some(why) = self.connected_ping().await {
+                                self.lost(why);
+                                mode = Mode::Reconnecting;
+                            } else if self.indexes_need_work() {
+                                self.ensure_indexes().await;
+                            }
+                        }
+                        _ = tokio::time::sleep_until(trial_at.unwrap_or(next_ping)), if trial_at.is_some() => {
+                            trial_refused_until = None;
+                            let span = tracing::info_span!("db.trial");
+                            match self.gateway.trial_operation().instrument(span).await {
+                                Err(DbError::Unavailable { retry_after }) => {
+                                    trial_refused_until = Some(Instant::now() + retry_after.min(Duration::from_millis(100)));
+                                }
+                                Err(e) => tracing::info!("trial operation failed: {e}; the breaker stays open"),
+                                Ok(()) => {}
+                            }
+                        }
+                        Some(signal) = self.signals.recv() => {
+                            if let Some(why) = self.judge_signal(&signal) {
+                                self.lost(why);
                                 mode = Mode::Reconnecting;
                             }
                         }
-                        Some(signal) = self.signals.recv() => match signal {
-                            DriverSignal::HeartbeatFailed(e) => {
-                                self.lost(format!("driver heartbeat failed: {e}"));
-                                mode = Mode::Reconnecting;
-                            }
-                            DriverSignal::ServerLost => {
-                                self.lost("the driver marked the server unknown".into());
-                                mode = Mode::Reconnecting;
-                            }
-                            DriverSignal::HeartbeatSucceeded => {}
-                        },
-                        Ok(()) = breaker.changed() => {
-                            let snap = breaker.borrow_and_update().clone();
-                            if snap.state == BreakerState::Open {
-                                let why = snap.last_failure.unwrap_or_else(|| "circuit breaker opened".into());
-                                self.lost(format!("circuit breaker opened: {why}"));
-                                mode = Mode::Reconnecting;
-                            }
-                        }
+                        Ok(()) = breaker.changed() => {}
                         _ = self.shutdown.changed() => return,
                     }
                     if matches!(mode, Mode::Reconnecting) {
@@ -384,39 +479,51 @@ impl Supervisor {
                         db.ping.latency_ms = tracing::field::Empty,
                         db.connect.result = tracing::field::Empty
                     );
-                    let ok = self.try_connect().instrument(span).await;
-                    if ok {
-                        if self.indexes_need_work() {
-                            self.ensure_indexes().await;
+                    let delay = match self.try_connect().instrument(span).await {
+                        Attempt::Connected => {
+                            if self.indexes_need_work() {
+                                self.ensure_indexes().await;
+                            }
+                            // Signals queued during the outage describe the past.
+                            while self.signals.try_recv().is_ok() {}
+                            next_ping = Instant::now() + self.mongo.ping_interval;
+                            trial_refused_until = None;
+                            mode = Mode::Connected;
+                            continue;
                         }
-                        // Signals queued during the outage describe the past.
-                        while self.signals.try_recv().is_ok() {}
-                        next_ping = Instant::now() + self.mongo.ping_interval;
-                        mode = Mode::Connected;
-                        continue;
-                    }
-                    let delay = delays
-                        .next()
-                        .unwrap_or(Duration::from_millis(self.reconnect.max_ms));
-                    let last_error = self.state.borrow().last_error.clone().unwrap_or_default();
-                    tracing::warn!(
-                        attempt,
-                        next_attempt_in_ms = delay.as_millis() as u64,
-                        "MongoDB reconnect attempt {attempt} failed: {last_error}; next attempt in {} ms",
-                        delay.as_millis()
-                    );
-                    self.update(|s| {
-                        s.reconnect_attempt = attempt;
-                        s.next_attempt_at = Some(Instant::now() + delay);
-                    });
-                    // Wait for the delay, or less if the driver sees the server answer again.
+                        Attempt::Refused => {
+                            // Not a failed attempt: trials are in flight; look again shortly.
+                            self.attempt -= 1;
+                            Duration::from_millis(self.reconnect.initial_ms)
+                        }
+                        Attempt::Failed => {
+                            let delay = delays
+                                .next()
+                                .unwrap_or(Duration::from_millis(self.reconnect.max_ms));
+                            let last_error =
+                                self.state.borrow().last_error.clone().unwrap_or_default();
+                            tracing::warn!(
+                                attempt,
+                                next_attempt_in_ms = delay.as_millis() as u64,
+                                "MongoDB reconnect attempt {attempt} failed: {last_error}; next attempt in {} ms",
+                                delay.as_millis()
+                            );
+                            self.update(|s| {
+                                s.reconnect_attempt = attempt;
+                                s.next_attempt_at = Some(Instant::now() + delay);
+                            });
+                            delay
+                        }
+                    };
+                    // Wait for the delay, or less if the driver sees the server answer again,
+                    // or the breaker closes (trial operations succeeded meanwhile).
                     let deadline = tokio::time::sleep(delay);
                     tokio::pin!(deadline);
                     loop {
                         tokio::select! {
                             _ = &mut deadline => break,
                             Some(signal) = self.signals.recv() => {
-                                if signal == DriverSignal::HeartbeatSucceeded {
+                                if self.signal_says_back(&signal) {
                                     break;
                                 }
                             }
@@ -434,4 +541,11 @@ impl Supervisor {
             _ = self.shutdown.changed() => true,
         }
     }
+}
+
+/// What one reconnect attempt came to.
+enum Attempt {
+    Connected,
+    Failed,
+    Refused,
 }

@@ -107,13 +107,26 @@ impl ApiError {
         tracing::error!("internal error: {cause}");
         ApiError::Internal(body("Internal server error"))
     }
-    /// 503 with `Retry-After`.
+    /// 503 with `Retry-After`: the database is unavailable.
     pub fn unavailable(retry_after: Duration) -> Self {
+        Self::retry_later("Database temporarily unavailable", retry_after)
+    }
+
+    /// 503 with `Retry-After`: shed by admission control (too many requests at once; the
+    /// database is fine).
+    pub fn overloaded(retry_after: Duration) -> Self {
+        Self::retry_later(
+            "Server busy: too many requests at once, retry shortly",
+            retry_after,
+        )
+    }
+
+    fn retry_later(detail: &str, retry_after: Duration) -> Self {
         let ms = retry_after.as_millis().max(1) as u64;
         let secs = ms.div_ceil(1000).max(1);
         ApiError::Unavailable(
             Json(ErrorBody {
-                detail: "Database temporarily unavailable".into(),
+                detail: detail.into(),
                 retry_after_ms: Some(ms),
             }),
             secs.to_string(),
@@ -158,6 +171,7 @@ impl From<DbError> for ApiError {
             DbError::Unavailable { retry_after } | DbError::Failed { retry_after, .. } => {
                 ApiError::unavailable(retry_after)
             }
+            DbError::Shed { retry_after } => ApiError::overloaded(retry_after),
             DbError::DuplicateKey(_) => ApiError::conflict("Conflict: this already exists"),
             DbError::Rejected { kind, message } => ApiError::internal(format!(
                 "database rejected the operation ({kind}): {message}"

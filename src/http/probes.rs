@@ -286,6 +286,15 @@ impl ServiceApi {
     async fn metrics(&self) -> MetricsResponse {
         let ready = health_report(&self.ctx).ready;
         self.ctx.metrics.ready.set(i64::from(ready));
+        let admission = self.ctx.gateway.admission().snapshot();
+        self.ctx
+            .metrics
+            .admission_limit
+            .set(i64::from(admission.limit));
+        self.ctx
+            .metrics
+            .admission_in_flight
+            .set(i64::from(admission.in_flight));
         MetricsResponse::Ok(PlainText(self.ctx.metrics.encode()))
     }
 }

@@ -1,7 +1,5 @@
-//! Millisecond exponential backoff with jitter, as an iterator of delays.
-//!
-//! failsafe-rs's own backoff helpers assert that delays are at least one second; the
-//! breaker's open period starts at 250 ms, so this iterator feeds failsafe's policy instead.
+//! Millisecond exponential backoff with jitter, as an iterator of delays: the breaker's
+//! open periods and the supervisor's reconnect pings both use it (one implementation).
 
 use std::time::Duration;
 

@@ -1,0 +1,507 @@
+//! Admission control in front of the database: an adaptive concurrency limit with a short
+//! bounded queue. What does not fit is *shed* at once (the caller answers 503 with
+//! `Retry-After`): overload is ours to refuse at the door, fast, while the database stays
+//! healthy. A shed call is never a database failure and never feeds the breaker.
+//!
+//! The limit adapts to the latency the database gives (Netflix concurrency-limits'
+//! Gradient2): a long-term average of operation latency is the baseline; each batch of
+//! samples gives a short-term average;
+//! `gradient = clamp(tolerance * long / short, 0.5, 1.0)`,
+//! `new = limit * gradient + sqrt(limit)` (room to grow), smoothed, kept within
+//! `[min, max]`, and never raised while less than half of it is used. When queries slow
+//! down because we push too many at once, the limit falls; when they are fast, it climbs
+//! back to `max` (which stays below the driver's pool size, so no operation waits for a
+//! pooled connection and the supervisor's ping always finds one).
+//!
+//! Crates with adaptive limiters exist (tower-acc, tower-resilience-adaptive), but they are
+//! Tower layers that hold callers in `poll_ready` rather than shedding past a bounded
+//! queue, and the gateway is not a Tower service; this module is the few lines needed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Limits. See the configuration table for the defaults.
+#[derive(Debug, Clone)]
+pub struct AdmissionConfig {
+    /// Highest concurrency limit (and the starting one).
+    pub max_in_flight: u32,
+    /// Lowest concurrency limit.
+    pub min_in_flight: u32,
+    /// Calls that may wait for a slot beyond the limit.
+    pub queue_length: u32,
+    /// How long a queued call waits for a slot before it is shed.
+    pub queue_timeout: Duration,
+    /// Latency growth tolerated before the limit shrinks (2.0 = twice the baseline).
+    pub tolerance: f64,
+    /// Weight of each new limit estimate (0.0 to 1.0).
+    pub smoothing: f64,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 40,
+            min_in_flight: 4,
+            queue_length: 64,
+            queue_timeout: Duration::from_millis(50),
+            tolerance: 2.0,
+            smoothing: 0.2,
+        }
+    }
+}
+
+/// The call was shed: too many calls in flight and in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shed {
+    /// How long the caller should wait before trying again.
+    pub retry_after: Duration,
+    /// True when it waited in the queue (false: refused at once, the queue was full).
+    pub queued: bool,
+}
+
+/// A view of the limiter, for metrics and health.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdmissionSnapshot {
+    /// Current concurrency limit.
+    pub limit: u32,
+    /// Calls running now.
+    pub in_flight: u32,
+    /// Calls waiting for a slot now.
+    pub queued: u32,
+    /// Calls shed since start.
+    pub shed_total: u64,
+}
+
+/// Samples per limit update.
+const BATCH: u32 = 10;
+/// Attempts in one second before its shed ratio may say "overloaded".
+const OVERLOAD_MIN_ATTEMPTS: u32 = 20;
+/// Shed ratio of one second that says "overloaded".
+const OVERLOAD_RATIO: f64 = 0.9;
+/// How long "overloaded" holds after the last second that said so.
+const OVERLOAD_HOLD: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+struct State {
+    limit: f64,
+    in_flight: u32,
+    queued: u32,
+    /// Long-term latency average, seconds (0 until the first batch).
+    long_rtt: f64,
+    batch_sum: f64,
+    batch_count: u32,
+    /// Attempts and sheds in the current one-second bucket.
+    bucket_start: Instant,
+    bucket_attempts: u32,
+    bucket_shed: u32,
+}
+
+struct Inner {
+    config: AdmissionConfig,
+    state: Mutex<State>,
+    released: Notify,
+    shed_total: AtomicU64,
+    /// Microseconds after `epoch` until which the process counts as overloaded.
+    overloaded_until: AtomicU64,
+    epoch: Instant,
+}
+
+/// The limiter. Cheap to clone; clones share one limit.
+#[derive(Clone)]
+pub struct Admission {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("snapshot", &self.snapshot())
+            .finish()
+    }
+}
+
+enum Entry {
+    Admitted,
+    Queued,
+    Shed,
+}
+
+impl Admission {
+    /// A limiter starting at `max_in_flight`.
+    pub fn new(config: AdmissionConfig) -> Self {
+        let max = config.max_in_flight.max(1);
+        let config = AdmissionConfig {
+            max_in_flight: max,
+            min_in_flight: config.min_in_flight.clamp(1, max),
+            ..config
+        };
+        let now = Instant::now();
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State {
+                    limit: f64::from(config.max_in_flight),
+                    in_flight: 0,
+                    queued: 0,
+                    long_rtt: 0.0,
+                    batch_sum: 0.0,
+                    batch_count: 0,
+                    bucket_start: now,
+                    bucket_attempts: 0,
+                    bucket_shed: 0,
+                }),
+                config,
+                released: Notify::new(),
+                shed_total: AtomicU64::new(0),
+                overloaded_until: AtomicU64::new(0),
+                epoch: now,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &AdmissionConfig {
+        &self.inner.config
+    }
+
+    /// Current figures.
+    pub fn snapshot(&self) -> AdmissionSnapshot {
+        let st = self.lock();
+        AdmissionSnapshot {
+            limit: st.limit as u32,
+            in_flight: st.in_flight,
+            queued: st.queued,
+            shed_total: self.inner.shed_total.load(Ordering::Relaxed),
+        }
+    }
+
+    /// True while this process is refusing (almost) everything because of overload: in a
+    /// recent second, at least 90 % of at least 20 attempts were shed. Two atomic reads; for
+    /// probes that take an overloaded replica out of rotation.
+    pub fn overloaded(&self) -> bool {
+        let until = self.inner.overloaded_until.load(Ordering::Relaxed);
+        until > self.inner.epoch.elapsed().as_micros() as u64
+    }
+
+    fn enter(&self, already_queued: bool) -> Entry {
+        let now = Instant::now();
+        let mut st = self.lock();
+        if now.duration_since(st.bucket_start) >= Duration::from_secs(1) {
+            st.bucket_start = now;
+            st.bucket_attempts = 0;
+            st.bucket_shed = 0;
+        }
+        if !already_queued {
+            st.bucket_attempts += 1;
+        }
+        if st.in_flight < st.limit as u32 {
+            st.in_flight += 1;
+            if already_queued {
+                st.queued -= 1;
+            }
+            return Entry::Admitted;
+        }
+        if already_queued {
+            return Entry::Queued;
+        }
+        if st.queued < self.inner.config.queue_length {
+            st.queued += 1;
+            return Entry::Queued;
+        }
+        self.count_shed(&mut st, now);
+        Entry::Shed
+    }
+
+    fn count_shed(&self, st: &mut State, now: Instant) {
+        self.inner.shed_total.fetch_add(1, Ordering::Relaxed);
+        st.bucket_shed += 1;
+        if st.bucket_attempts >= OVERLOAD_MIN_ATTEMPTS
+            && f64::from(st.bucket_shed) >= OVERLOAD_RATIO * f64::from(st.bucket_attempts)
+        {
+            let until = (now + OVERLOAD_HOLD).duration_since(self.inner.epoch);
+            self.inner
+                .overloaded_until
+                .store(until.as_micros() as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn retry_after(&self) -> Duration {
+        // Long enough for the calls in flight to finish; short enough that a burst's
+        // callers come back soon after it passes.
+        let st = self.lock();
+        Duration::from_secs_f64((st.long_rtt * 2.0).clamp(0.1, 1.0))
+    }
+
+    /// Waits for a slot (at most the queue timeout, and only when the queue has room).
+    pub async fn acquire(&self) -> Result<AdmissionPermit, Shed> {
+        match self.enter(false) {
+            Entry::Admitted => return Ok(self.permit()),
+            Entry::Shed => {
+                return Err(Shed {
+                    retry_after: self.retry_after(),
+                    queued: false,
+                });
+            }
+            Entry::Queued => {}
+        }
+        // Leaves the queue on every exit, cancellation included.
+        let mut slot = QueueSlot {
+            admission: self,
+            held: true,
+        };
+        let deadline = Instant::now() + self.inner.config.queue_timeout;
+        loop {
+            let notified = self.inner.released.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Entry::Admitted = self.enter(true) {
+                slot.held = false;
+                return Ok(self.permit());
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                drop(slot);
+                let mut st = self.lock();
+                self.count_shed(&mut st, Instant::now());
+                drop(st);
+                return Err(Shed {
+                    retry_after: self.retry_after(),
+                    queued: true,
+                });
+            }
+        }
+    }
+
+    fn permit(&self) -> AdmissionPermit {
+        AdmissionPermit {
+            admission: self.clone(),
+            started: Instant::now(),
+            sample: true,
+        }
+    }
+
+    fn release(&self, rtt: Option<Duration>) {
+        let mut st = self.lock();
+        st.in_flight = st.in_flight.saturating_sub(1);
+        if let Some(rtt) = rtt {
+            self.sample(&mut st, rtt.as_secs_f64().max(1e-6));
+        }
+        drop(st);
+        self.inner.released.notify_one();
+    }
+
+    /// Gradient2's update, once per batch of samples.
+    fn sample(&self, st: &mut State, rtt: f64) {
+        st.batch_sum += rtt;
+        st.batch_count += 1;
+        if st.batch_count < BATCH {
+            return;
+        }
+        let short = st.batch_sum / f64::from(st.batch_count);
+        st.batch_sum = 0.0;
+        st.batch_count = 0;
+        let c = &self.inner.config;
+        if st.long_rtt == 0.0 {
+            st.long_rtt = short;
+        } else {
+            // About 60 batches of memory.
+            st.long_rtt += (short - st.long_rtt) / 60.0;
+            // A baseline far above today's latency is stale: let it fall faster.
+            if st.long_rtt > 2.0 * short {
+                st.long_rtt *= 0.95;
+            }
+        }
+        let gradient = (c.tolerance * st.long_rtt / short).clamp(0.5, 1.0);
+        let room = st.limit.sqrt();
+        let mut next = st.limit * gradient + room;
+        if next > st.limit && f64::from(st.in_flight) < st.limit / 2.0 {
+            // Not using what we have: no evidence that more would work.
+            next = st.limit;
+        }
+        let next = st.limit * (1.0 - c.smoothing) + next * c.smoothing;
+        st.limit = next.clamp(f64::from(c.min_in_flight), f64::from(c.max_in_flight));
+    }
+}
+
+struct QueueSlot<'a> {
+    admission: &'a Admission,
+    held: bool,
+}
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            let mut st = self.admission.lock();
+            st.queued = st.queued.saturating_sub(1);
+        }
+    }
+}
+
+/// A slot for one call; released when dropped. Its duration feeds the limit unless
+/// [`AdmissionPermit::no_sample`] was called (a call refused without reaching the database).
+#[must_use = "hold the permit while the call runs"]
+pub struct AdmissionPermit {
+    admission: Admission,
+    started: Instant,
+    sample: bool,
+}
+
+impl std::fmt::Debug for AdmissionPermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdmissionPermit").finish()
+    }
+}
+
+impl AdmissionPermit {
+    /// The call never reached the database: its duration says nothing about its latency.
+    pub fn no_sample(&mut self) {
+        self.sample = false;
+    }
+}
+
+impl Drop for AdmissionPermit {
+    fn drop(&mut self) {
+        let rtt = self.sample.then(|| self.started.elapsed());
+        self.admission.release(rtt);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admission(max: u32, queue: u32) -> Admission {
+        Admission::new(AdmissionConfig {
+            max_in_flight: max,
+            min_in_flight: 2,
+            queue_length: queue,
+            queue_timeout: Duration::from_millis(50),
+            ..AdmissionConfig::default()
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn beyond_the_limit_and_the_queue_calls_are_shed_at_once() {
+        let a = admission(2, 1);
+        let p1 = a.acquire().await.unwrap();
+        let _p2 = a.acquire().await.unwrap();
+        let a2 = a.clone();
+        let queued = tokio::spawn(async move { a2.acquire().await.map(|_| ()) });
+        tokio::task::yield_now().await;
+        assert_eq!(a.snapshot().queued, 1);
+        let started = Instant::now();
+        let shed = a.acquire().await.unwrap_err();
+        assert!(!shed.queued);
+        assert_eq!(started.elapsed(), Duration::ZERO, "shed without waiting");
+        assert!(shed.retry_after >= Duration::from_millis(100));
+        drop(p1);
+        queued.await.unwrap().expect("a released slot goes to the queue");
+        assert_eq!(a.snapshot().shed_total, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queued_call_is_shed_after_the_queue_timeout() {
+        let a = admission(1, 4);
+        let _p = a.acquire().await.unwrap();
+        let started = Instant::now();
+        let shed = a.acquire().await.unwrap_err();
+        assert!(shed.queued);
+        assert_eq!(started.elapsed(), Duration::from_millis(50));
+        assert_eq!(a.snapshot().queued, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_waiter_leaves_the_queue() {
+        let a = admission(1, 1);
+        let _p = a.acquire().await.unwrap();
+        let r = tokio::time::timeout(Duration::from_millis(10), a.acquire()).await;
+        assert!(r.is_err());
+        assert_eq!(a.snapshot().queued, 0);
+        // The queue has room again: this one waits (and is shed after the timeout).
+        assert!(a.acquire().await.unwrap_err().queued);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_limit_falls_when_latency_grows_and_climbs_back_when_it_recovers() {
+        let a = admission(40, 0);
+        let run = |ms: u64, n: usize| {
+            let a = a.clone();
+            async move {
+                for _ in 0..n {
+                    // Keep the limit in use so it may grow.
+                    let permits: Vec<_> = futures::future::join_all(
+                        (0..a.snapshot().limit).map(|_| a.acquire()),
+                    )
+                    .await;
+                    tokio::time::advance(Duration::from_millis(ms)).await;
+                    drop(permits);
+                }
+            }
+        };
+        run(10, 30).await;
+        assert_eq!(a.snapshot().limit, 40);
+        run(100, 30).await;
+        let low = a.snapshot().limit;
+        // Gradient2 halves at most per update, smoothed, and slowly takes a lasting latency
+        // as the new baseline: the limit falls well below the maximum, not to the floor.
+        assert!(low <= 30, "limit {low} after latency grew tenfold");
+        run(10, 60).await;
+        assert!(a.snapshot().limit > low, "the limit climbs back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn overloaded_says_so_only_while_almost_everything_is_shed() {
+        let a = admission(1, 0);
+        let _p = a.acquire().await.unwrap();
+        assert!(!a.overloaded());
+        for _ in 0..30 {
+            let _ = a.acquire().await;
+        }
+        assert!(a.overloaded());
+        tokio::time::advance(Duration::from_millis(1100)).await;
+        assert!(!a.overloaded(), "the flag expires without traffic");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn contending_callers_never_exceed_the_limit() {
+        let a = admission(8, 8);
+        let peak = Arc::new(AtomicU64::new(0));
+        let now = Arc::new(AtomicU64::new(0));
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (a, peak, now) = (a.clone(), peak.clone(), now.clone());
+                tokio::spawn(async move {
+                    let mut shed = 0;
+                    for _ in 0..50 {
+                        match a.acquire().await {
+                            Ok(p) => {
+                                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                                peak.fetch_max(n, Ordering::SeqCst);
+                                tokio::time::sleep(Duration::from_micros(200)).await;
+                                now.fetch_sub(1, Ordering::SeqCst);
+                                drop(p);
+                            }
+                            Err(_) => shed += 1,
+                        }
+                    }
+                    shed
+                })
+            })
+            .collect();
+        let mut shed = 0;
+        for t in tasks {
+            shed += t.await.unwrap();
+        }
+        assert!(peak.load(Ordering::SeqCst) <= 8);
+        assert!(shed > 0);
+        let s = a.snapshot();
+        assert_eq!((s.in_flight, s.queued), (0, 0));
+        assert_eq!(s.shed_total, shed);
+    }
+}
