@@ -100,16 +100,16 @@ impl Prometheus {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs_f64();
-        let response = self
-            .http
-            .get(self.url("/api/v1/query_exemplars"))
-            .query(&[
+        let url = url::Url::parse_with_params(
+            &self.url("/api/v1/query_exemplars"),
+            &[
                 ("query", selector.to_string()),
                 ("start", format!("{:.3}", now - 3600.0)),
                 ("end", format!("{:.3}", now + 60.0)),
-            ])
-            .send()
-            .await;
+            ],
+        )
+        .expect("a valid URL");
+        let response = self.http.get(url.as_str()).send().await;
         let body: Value = match response {
             Ok(r) if r.status() == 200 => r.json().await.unwrap_or(Value::Null),
             _ => return Vec::new(),
