@@ -772,8 +772,14 @@ impl Settings {
             }
         }
         for (name, v) in [
-            ("BREAKER_FAILURE_RATE_PERCENT", raw.breaker.failure_rate_percent),
-            ("BREAKER_SLOW_CALL_RATE_PERCENT", raw.breaker.slow_call_rate_percent),
+            (
+                "BREAKER_FAILURE_RATE_PERCENT",
+                raw.breaker.failure_rate_percent,
+            ),
+            (
+                "BREAKER_SLOW_CALL_RATE_PERCENT",
+                raw.breaker.slow_call_rate_percent,
+            ),
         ] {
             if !(1..=100).contains(&v) {
                 return Err(ConfigError(format!(

@@ -158,10 +158,17 @@ impl std::fmt::Debug for Gateway {
 /// How one call ended, before its effects are settled.
 enum Verdict {
     Success,
-    Shed { retry_after: Duration },
-    Refused { retry_after: Duration, why: &'static str },
+    Shed {
+        retry_after: Duration,
+    },
+    Refused {
+        retry_after: Duration,
+        why: &'static str,
+    },
     NoClient,
-    TimedOut { after: Duration },
+    TimedOut {
+        after: Duration,
+    },
     Driver(mongodb::error::Error),
     #[cfg(feature = "fault-injection")]
     Injected,
@@ -268,7 +275,11 @@ impl Gateway {
     /// whatever a ping says).
     pub fn succeeded_since(&self, since: Instant) -> bool {
         let last = self.inner.last_success.load(Ordering::Relaxed);
-        last != 0 && last >= since.saturating_duration_since(self.inner.epoch).as_micros() as u64
+        last != 0
+            && last
+                >= since
+                    .saturating_duration_since(self.inner.epoch)
+                    .as_micros() as u64
     }
 
     /// Plants a failure (test targets only: the `fault-injection` feature).
@@ -403,9 +414,13 @@ impl Gateway {
     pub async fn ping(&self, deadline: Duration) -> Result<Duration, PingError> {
         let started = Instant::now();
         let result = self
-            .guarded(Lane::Ping, "ping", "", deadline, |db: Database| async move {
-                db.run_command(doc! { "ping": 1 }).await
-            })
+            .guarded(
+                Lane::Ping,
+                "ping",
+                "",
+                deadline,
+                |db: Database| async move { db.run_command(doc! { "ping": 1 }).await },
+            )
             .await;
         match result {
             Ok(_) => Ok(started.elapsed()),
@@ -497,7 +512,9 @@ impl Gateway {
                             retry_after: refused.retry_after,
                             why,
                         };
-                        return Err(self.refuse(&span, operation, collection, started, None, verdict));
+                        return Err(
+                            self.refuse(&span, operation, collection, started, None, verdict)
+                        );
                     }
                 }
             }
@@ -571,81 +588,83 @@ impl Gateway {
             &'static str,
             Option<&'static str>,
             Result<(), DbError>,
-        ) =
-            match verdict {
-                Verdict::Success => (Outcome::Success, "success", None, Ok(())),
-                Verdict::Shed { retry_after } => {
-                    (Outcome::Ignored, "shed", Some("shed"), Err(DbError::Shed { retry_after }))
-                }
-                Verdict::Refused { retry_after, why } => (
-                    Outcome::Ignored,
-                    "refused",
-                    Some(why),
-                    Err(DbError::Unavailable { retry_after }),
-                ),
-                Verdict::NoClient => (
-                    Outcome::Ignored,
-                    "refused",
-                    Some("no_client"),
-                    Err(DbError::Unavailable {
-                        retry_after: self.no_client_retry_after(),
-                    }),
-                ),
-                Verdict::TimedOut { after } => {
-                    let message = format!("no answer within {} ms", after.as_millis());
-                    (
-                        Outcome::Failure(format!("{span_name}: {message}")),
-                        "failure",
-                        Some("timeout"),
-                        Err(DbError::Failed {
-                            kind: "timeout",
-                            message,
-                            retry_after: Duration::ZERO,
-                        }),
-                    )
-                }
-                #[cfg(feature = "fault-injection")]
-                Verdict::Injected => (
-                    Outcome::Failure("injected failure".into()),
+        ) = match verdict {
+            Verdict::Success => (Outcome::Success, "success", None, Ok(())),
+            Verdict::Shed { retry_after } => (
+                Outcome::Ignored,
+                "shed",
+                Some("shed"),
+                Err(DbError::Shed { retry_after }),
+            ),
+            Verdict::Refused { retry_after, why } => (
+                Outcome::Ignored,
+                "refused",
+                Some(why),
+                Err(DbError::Unavailable { retry_after }),
+            ),
+            Verdict::NoClient => (
+                Outcome::Ignored,
+                "refused",
+                Some("no_client"),
+                Err(DbError::Unavailable {
+                    retry_after: self.no_client_retry_after(),
+                }),
+            ),
+            Verdict::TimedOut { after } => {
+                let message = format!("no answer within {} ms", after.as_millis());
+                (
+                    Outcome::Failure(format!("{span_name}: {message}")),
                     "failure",
-                    Some("injected"),
+                    Some("timeout"),
                     Err(DbError::Failed {
-                        kind: "injected",
-                        message: "injected failure".into(),
+                        kind: "timeout",
+                        message,
                         retry_after: Duration::ZERO,
                     }),
-                ),
-                Verdict::Driver(e) => {
-                    let message = self.inner.redactor.scrub(&describe(&e));
-                    match classify(&e) {
-                        ErrorClass::DatabaseFailure(kind) => {
-                            tracing::warn!(parent: span, error.type = kind, "database failure: {message}");
-                            (
-                                Outcome::Failure(format!("{kind}: {message}")),
-                                "failure",
-                                Some(kind),
-                                Err(DbError::Failed {
-                                    kind,
-                                    message,
-                                    retry_after: Duration::ZERO,
-                                }),
-                            )
-                        }
-                        ErrorClass::DuplicateKey => (
-                            Outcome::Ignored,
-                            "rejected",
-                            Some("duplicate_key"),
-                            Err(DbError::DuplicateKey(message)),
-                        ),
-                        ErrorClass::Rejected(kind) => (
-                            Outcome::Ignored,
-                            "rejected",
+                )
+            }
+            #[cfg(feature = "fault-injection")]
+            Verdict::Injected => (
+                Outcome::Failure("injected failure".into()),
+                "failure",
+                Some("injected"),
+                Err(DbError::Failed {
+                    kind: "injected",
+                    message: "injected failure".into(),
+                    retry_after: Duration::ZERO,
+                }),
+            ),
+            Verdict::Driver(e) => {
+                let message = self.inner.redactor.scrub(&describe(&e));
+                match classify(&e) {
+                    ErrorClass::DatabaseFailure(kind) => {
+                        tracing::warn!(parent: span, error.type = kind, "database failure: {message}");
+                        (
+                            Outcome::Failure(format!("{kind}: {message}")),
+                            "failure",
                             Some(kind),
-                            Err(DbError::Rejected { kind, message }),
-                        ),
+                            Err(DbError::Failed {
+                                kind,
+                                message,
+                                retry_after: Duration::ZERO,
+                            }),
+                        )
                     }
+                    ErrorClass::DuplicateKey => (
+                        Outcome::Ignored,
+                        "rejected",
+                        Some("duplicate_key"),
+                        Err(DbError::DuplicateKey(message)),
+                    ),
+                    ErrorClass::Rejected(kind) => (
+                        Outcome::Ignored,
+                        "rejected",
+                        Some(kind),
+                        Err(DbError::Rejected { kind, message }),
+                    ),
                 }
-            };
+            }
+        };
         if let Some(permit) = permit {
             permit.record(outcome);
         }

@@ -196,7 +196,10 @@ mod tests {
     fn readiness_needs_every_required_index_even_one_never_tried() {
         let mut state = crate::db::state::DbState::initial();
         state.indexes_ensured = vec!["persons.user_id_1".into()];
-        assert!(!state.required_indexes_ok(), "users.email_1 was never tried");
+        assert!(
+            !state.required_indexes_ok(),
+            "users.email_1 was never tried"
+        );
         state.indexes_ensured = INDEXES
             .iter()
             .filter(|s| s.required())

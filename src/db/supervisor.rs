@@ -272,7 +272,9 @@ impl Supervisor {
         match self.ping().await {
             Ok(_) | Err(PingError::Refused) => None,
             Err(PingError::TimedOut(e)) if self.gateway.succeeded_since(started) => {
-                tracing::debug!("ping timed out ({e}) while operations succeed: loaded, not silent");
+                tracing::debug!(
+                    "ping timed out ({e}) while operations succeed: loaded, not silent"
+                );
                 self.update(|s| s.last_ping_ok_at = Some(Instant::now()));
                 None
             }
@@ -350,7 +352,8 @@ impl Supervisor {
                 }
             }
             s.indexes_failed.retain(|f| {
-                !report.ensured.contains(&f.index) && !report.failed.iter().any(|n| n.index == f.index)
+                !report.ensured.contains(&f.index)
+                    && !report.failed.iter().any(|n| n.index == f.index)
             });
             s.indexes_failed.extend(report.failed.iter().cloned());
             if let Some(w) = ttl_warning {
@@ -429,7 +432,9 @@ impl Supervisor {
                     // trial or index pass (marking it seen must not hide it).
                     let snap = breaker.borrow_and_update().clone();
                     if snap.opened_by == Some(Judge::Supervisor) {
-                        let why = snap.last_failure.unwrap_or_else(|| "circuit breaker tripped".into());
+                        let why = snap
+                            .last_failure
+                            .unwrap_or_else(|| "circuit breaker tripped".into());
                         self.lost(why);
                         mode = Mode::Reconnecting;
                         delays = self.backoff();

@@ -401,7 +401,10 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::ZERO, "shed without waiting");
         assert!(shed.retry_after >= Duration::from_millis(100));
         drop(p1);
-        queued.await.unwrap().expect("a released slot goes to the queue");
+        queued
+            .await
+            .unwrap()
+            .expect("a released slot goes to the queue");
         assert_eq!(a.snapshot().shed_total, 1);
     }
 
@@ -435,10 +438,9 @@ mod tests {
             async move {
                 for _ in 0..n {
                     // Keep the limit in use so it may grow.
-                    let permits: Vec<_> = futures::future::join_all(
-                        (0..a.snapshot().limit).map(|_| a.acquire()),
-                    )
-                    .await;
+                    let permits: Vec<_> =
+                        futures::future::join_all((0..a.snapshot().limit).map(|_| a.acquire()))
+                            .await;
                     tokio::time::advance(Duration::from_millis(ms)).await;
                     drop(permits);
                 }

@@ -522,10 +522,7 @@ impl Breaker {
     }
 
     fn open(&self, core: &mut Core, by: Judge, reason: String) -> Transition {
-        let delay = core
-            .periods
-            .next()
-            .unwrap_or(self.inner.config.open_max);
+        let delay = core.periods.next().unwrap_or(self.inner.config.open_max);
         core.window.clear();
         let until = Instant::now() + delay;
         self.transit(core, State::Open { until, by }, reason, Some(delay))
@@ -556,7 +553,8 @@ impl Breaker {
                 Outcome::Failure(reason) => {
                     core.consecutive_failures += 1;
                     core.last_failure = Some(reason);
-                    core.window.push(Call { failed: true, slow }, config.window_size);
+                    core.window
+                        .push(Call { failed: true, slow }, config.window_size);
                     if core.consecutive_failures >= config.failure_threshold {
                         let why = format!("{} consecutive failures", core.consecutive_failures);
                         Some(self.open(&mut core, Judge::Operations, why))
@@ -888,7 +886,11 @@ mod tests {
             "two trials at most"
         );
         first.record(Outcome::Success);
-        assert_eq!(b.state(), BreakerState::HalfOpen, "one success is not enough");
+        assert_eq!(
+            b.state(),
+            BreakerState::HalfOpen,
+            "one success is not enough"
+        );
         second.record(Outcome::Success);
         assert_eq!(b.state(), BreakerState::Closed);
         assert_eq!(b.snapshot().consecutive_failures, 0);
@@ -992,7 +994,10 @@ mod tests {
         }
         assert!(matches!(b.admit_ping(), PingAdmission::Free));
         assert_eq!(b.state(), BreakerState::Open);
-        assert!(b.try_acquire(Caller::Supervisor).is_err(), "period not over");
+        assert!(
+            b.try_acquire(Caller::Supervisor).is_err(),
+            "period not over"
+        );
         let mut periods = Vec::new();
         for _ in 0..4 {
             let wait = b.snapshot().next_probe_at.unwrap() - Instant::now();
