@@ -56,7 +56,11 @@ impl Member {
 
     /// Serves writes: a primary, a standalone server, a router or a load balancer.
     fn is_writable(&self) -> bool {
-        self.is_up() && matches!(self.kind, "primary" | "standalone" | "mongos" | "load_balancer")
+        self.is_up()
+            && matches!(
+                self.kind,
+                "primary" | "standalone" | "mongos" | "load_balancer"
+            )
     }
 }
 
@@ -347,7 +351,9 @@ impl Monitor {
                 Change::Up(m) => {
                     tracing::info!(member = %m.address, "MongoDB member {} is back ({})", m.address, m.kind)
                 }
-                Change::NewPrimary(Some(p)) => tracing::info!(primary = %p, "MongoDB primary is {p}"),
+                Change::NewPrimary(Some(p)) => {
+                    tracing::info!(primary = %p, "MongoDB primary is {p}")
+                }
                 Change::NewPrimary(None) => tracing::warn!("MongoDB replica set has no primary"),
             }
         }
@@ -359,7 +365,10 @@ impl Monitor {
             changed
         });
         for (state, n) in counts {
-            self.metrics.db_members.get_or_create(&StateLabels { state }).set(n);
+            self.metrics
+                .db_members
+                .get_or_create(&StateLabels { state })
+                .set(n);
         }
         // A full queue only drops a wake-up: the supervisor reads the verdict, not the signal.
         let _ = self.wake.try_send(DriverSignal::TopologyChanged);
@@ -409,20 +418,33 @@ mod tests {
         let changes = t.heartbeat_failed(C, "connection refused".into());
         assert!(matches!(&changes[..], [Change::Down(m)] if m.address == C));
         // The second failure is not a new event worth a line.
-        assert!(t.heartbeat_failed(C, "connection refused".into()).is_empty());
+        assert!(
+            t.heartbeat_failed(C, "connection refused".into())
+                .is_empty()
+        );
         assert_eq!(t.verdict(), Verdict::Serving);
         let c = t.members().into_iter().find(|m| m.address == C).unwrap();
         assert_eq!((c.state, c.failed_heartbeats), ("down", 2));
         assert_eq!(c.last_error.as_deref(), Some("connection refused"));
         assert_eq!(
             t.counts(),
-            [("primary", 1), ("secondary", 1), ("other", 0), ("down", 1), ("unknown", 0)]
+            [
+                ("primary", 1),
+                ("secondary", 1),
+                ("other", 0),
+                ("down", 1),
+                ("unknown", 0)
+            ]
         );
         // The driver marks it unknown with the error; then it answers again.
         t.described(vec![
             (A.into(), ServerType::RsPrimary, None),
             (B.into(), ServerType::RsSecondary, None),
-            (C.into(), ServerType::Unknown, Some("connection refused".into())),
+            (
+                C.into(),
+                ServerType::Unknown,
+                Some("connection refused".into()),
+            ),
         ]);
         assert_eq!(t.verdict(), Verdict::Serving);
         let changes = t.described(vec![

@@ -64,7 +64,11 @@ impl Load {
                             let status = r.status().as_u16();
                             let body = r.text().await.unwrap_or_default();
                             tally.failed.fetch_add(1, Ordering::Relaxed);
-                            tally.failures.lock().unwrap().push(format!("{status} {body}"));
+                            tally
+                                .failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("{status} {body}"));
                         }
                         Err(e) => {
                             tally.failed.fetch_add(1, Ordering::Relaxed);
@@ -183,14 +187,17 @@ async fn a_secondary_down_is_a_gauge_and_a_log_line_not_an_outage() {
     set.member_down(2).await;
     // Down for several heartbeats (500 ms each here) as the service sees it; stop early, and
     // fail below with the figures, if the service treats it as an outage.
-    wait_until("the service to see the secondary fail 6 heartbeats", || async {
-        member(&app, &secondary).await["failed_heartbeats"]
-            .as_u64()
-            .unwrap_or(0)
-            >= 6
-            || load.failed() > 0
-            || breaker_transitions(&app).await > transitions
-    })
+    wait_until(
+        "the service to see the secondary fail 6 heartbeats",
+        || async {
+            member(&app, &secondary).await["failed_heartbeats"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 6
+                || load.failed() > 0
+                || breaker_transitions(&app).await > transitions
+        },
+    )
     .await;
     assert_eq!(
         (load.failed(), breaker_transitions(&app).await - transitions),
@@ -214,7 +221,10 @@ async fn a_secondary_down_is_a_gauge_and_a_log_line_not_an_outage() {
         transitions,
         "the breaker moved"
     );
-    assert_eq!(not_ready, 0, "/readiness not 200 in {not_ready} of {samples}");
+    assert_eq!(
+        not_ready, 0,
+        "/readiness not 200 in {not_ready} of {samples}"
+    );
     assert!(ok >= 60);
     assert_eq!(down["state"], "down", "{down}");
     assert_eq!(down["type"], "unknown", "{down}");
@@ -272,7 +282,10 @@ async fn a_primary_step_down_costs_at_most_the_writes_in_flight() {
         failed <= WRITERS,
         "{failed} writes failed, more than the {WRITERS} in flight: {failures:?}"
     );
-    assert_eq!(not_ready, 0, "/readiness not 200 in {not_ready} of {samples}");
+    assert_eq!(
+        not_ready, 0,
+        "/readiness not 200 in {not_ready} of {samples}"
+    );
     assert_eq!(
         breaker_transitions(&app).await,
         transitions,

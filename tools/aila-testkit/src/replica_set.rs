@@ -242,7 +242,11 @@ impl Shared {
         let is_primary = view.primary == Some(member);
         let mut reply = Document::new();
         reply.insert(
-            if legacy { "ismaster" } else { "isWritablePrimary" },
+            if legacy {
+                "ismaster"
+            } else {
+                "isWritablePrimary"
+            },
             is_primary,
         );
         reply.insert("secondary", !is_primary);
@@ -507,7 +511,12 @@ fn op_reply(shared: &Shared, to: &Header, answer: &Document) -> io::Result<Vec<u
     answer
         .to_writer(&mut payload)
         .map_err(|_| invalid("reply not encodable"))?;
-    Ok(frame(shared.request_id(), to.request_id, OP_REPLY, &payload))
+    Ok(frame(
+        shared.request_id(),
+        to.request_id,
+        OP_REPLY,
+        &payload,
+    ))
 }
 
 /// The command of an OP_QUERY on `*.$cmd` (unwrapping `$query`), or `None`.
@@ -610,8 +619,7 @@ mod tests {
         let new = set.hello_reply(2, false);
         assert!(new.get_bool("isWritablePrimary").unwrap());
         assert!(
-            new.get_object_id("electionId").unwrap()
-                > before.get_object_id("electionId").unwrap()
+            new.get_object_id("electionId").unwrap() > before.get_object_id("electionId").unwrap()
         );
         assert!(new.get_i32("setVersion").unwrap() > before.get_i32("setVersion").unwrap());
         // An election under way: nobody is primary, nobody claims to be.
@@ -631,9 +639,11 @@ mod tests {
         assert!(!legacy.get_bool("ismaster").unwrap());
         assert!(legacy.get_bool("helloOk").unwrap());
         assert_eq!(legacy.get_str("me").unwrap(), set.hosts()[1]);
-        let wrapped =
-            send_op_query(&mut conn, doc! {"$query": {"ismaster": 1}, "$readPreference": {}})
-                .await;
+        let wrapped = send_op_query(
+            &mut conn,
+            doc! {"$query": {"ismaster": 1}, "$readPreference": {}},
+        )
+        .await;
         assert_eq!(wrapped.get_str("setName").unwrap(), "rs0");
         let hello = send_op_msg(&mut conn, doc! {"hello": 1, "$db": "admin"}).await;
         assert!(hello.get_bool("secondary").unwrap());
@@ -705,7 +715,12 @@ mod tests {
         section.extend_from_slice(&docs);
         payload.extend_from_slice(&section);
         let msg = OpMsg::parse(&payload).unwrap();
-        let out = msg.encode(&Header { request_id: 9, op_code: OP_MSG }).unwrap();
+        let out = msg
+            .encode(&Header {
+                request_id: 9,
+                op_code: OP_MSG,
+            })
+            .unwrap();
         assert_eq!(i32_at(&out, 0) as usize, out.len());
         assert_eq!(i32_at(&out, 4), 9);
         let again = OpMsg::parse(&out[HEADER_LEN..]).unwrap();
