@@ -53,7 +53,7 @@ pub struct DbOpLabels {
 /// Labels with one `state` value.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
-    /// A breaker state.
+    /// A breaker state (or, for `aila_db_members`, a member state).
     pub state: &'static str,
 }
 
@@ -125,6 +125,9 @@ pub struct Metrics {
     pub ping_duration: Histogram,
     /// 1 while the database is connected.
     pub db_up: Gauge,
+    /// Members of the deployment by state (`primary`, `secondary`, `other`, `down`,
+    /// `unknown`), as the driver's monitor sees them.
+    pub db_members: Family<StateLabels, Gauge>,
     /// 1 while `/readiness` answers 200.
     pub ready: Gauge,
     /// HTTP requests being served now.
@@ -160,6 +163,7 @@ impl Metrics {
         let admission_in_flight = Gauge::default();
         let ping_duration = latency_histogram();
         let db_up = Gauge::default();
+        let db_members = Family::<StateLabels, Gauge>::default();
         let ready = Gauge::default();
         let http_requests_in_flight = Gauge::default();
         let trace_export_failures = Counter::default();
@@ -218,6 +222,14 @@ impl Metrics {
             ping_duration.clone(),
         );
         registry.register("db_up", "1 while the database is connected", db_up.clone());
+        registry.register(
+            "db_members",
+            "Members of the deployment by state, as the driver's monitor sees them (a member down is not an outage while a primary serves)",
+            db_members.clone(),
+        );
+        for state in ["primary", "secondary", "other", "down", "unknown"] {
+            let _ = db_members.get_or_create(&StateLabels { state });
+        }
         registry.register("ready", "1 while /readiness answers 200", ready.clone());
         registry.register(
             "http_server_requests_in_flight",
@@ -270,6 +282,7 @@ impl Metrics {
             reconnect_attempts,
             ping_duration,
             db_up,
+            db_members,
             ready,
             http_requests_in_flight,
             trace_export_failures,

@@ -4,16 +4,15 @@
 //! `ClientOptions::parse`, so a missing record fails here and the supervisor retries.
 //! URL options written for Motor/pymongo that the Rust driver refuses (`socketTimeoutMS`,
 //! `timeoutMS`, ...) are stripped with a warning rather than failing: the per-operation
-//! deadline replaces them. The driver's monitoring events are forwarded, cheaply, to the
-//! supervisor as [`DriverSignal`]s.
+//! deadline replaces them. The driver's monitoring events go to the topology
+//! [`Monitor`], which wakes the supervisor with a [`DriverSignal`].
 
 use mongodb::Client;
-use mongodb::ServerType;
 use mongodb::event::EventHandler;
 use mongodb::event::sdam::SdamEvent;
 use mongodb::options::{ClientOptions, ServerAddress};
-use tokio::sync::mpsc;
 
+use super::topology::Monitor;
 use crate::config::MongoSettings;
 use crate::redact::Redactor;
 
@@ -25,15 +24,12 @@ const REFUSED_URL_OPTIONS: &[&str] = &[
     "waitqueuemultiple",
 ];
 
-/// What the driver's monitor says, reduced to what the supervisor needs.
+/// A wake-up from the driver's monitor: the supervisor then asks the [`Monitor`] whether
+/// some member can serve (one member's heartbeat says nothing about that).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DriverSignal {
-    /// A heartbeat succeeded: the server answers.
-    HeartbeatSucceeded,
-    /// A heartbeat failed, with the redacted error.
-    HeartbeatFailed(String),
-    /// The server's description became `Unknown`: the driver considers it down.
-    ServerLost,
+    /// A heartbeat or the topology's description changed what is known.
+    TopologyChanged,
 }
 
 /// A client ready to use, and facts about it.
@@ -81,7 +77,7 @@ pub fn strip_refused_options(url: &str) -> (String, Vec<String>) {
 pub async fn build_client(
     settings: &MongoSettings,
     redactor: &Redactor,
-    signals: mpsc::Sender<DriverSignal>,
+    monitor: Monitor,
 ) -> Result<BuiltClient, ClientBuildError> {
     let (url, removed) = strip_refused_options(settings.url.expose());
     let mut warnings = Vec::new();
@@ -108,23 +104,8 @@ pub async fn build_client(
     options.retry_reads = Some(settings.retry_reads);
     options.retry_writes = Some(settings.retry_writes);
     options.heartbeat_freq = Some(settings.heartbeat_freq);
-    let scrub = redactor.clone();
     options.sdam_event_handler = Some(EventHandler::callback(move |event: SdamEvent| {
-        let signal = match event {
-            SdamEvent::ServerHeartbeatSucceeded(_) => DriverSignal::HeartbeatSucceeded,
-            SdamEvent::ServerHeartbeatFailed(e) => {
-                DriverSignal::HeartbeatFailed(scrub.scrub(&super::classify::describe(&e.failure)))
-            }
-            SdamEvent::ServerDescriptionChanged(e)
-                if e.new_description.server_type() == ServerType::Unknown
-                    && e.previous_description.server_type() != ServerType::Unknown =>
-            {
-                DriverSignal::ServerLost
-            }
-            _ => return,
-        };
-        // Runs on the driver's event task: never block; a full queue just drops the signal.
-        let _ = signals.try_send(signal);
+        monitor.handle(&event)
     }));
     let (server_address, server_port) = match options.hosts.first() {
         Some(ServerAddress::Tcp { host, port }) => (host.clone(), *port),

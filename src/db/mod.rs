@@ -6,6 +6,7 @@
 //! - [`supervisor`]: the reconnect loop and health pings.
 //! - [`indexes`]: the contract's indexes and their creation.
 //! - [`state`]: the published database state.
+//! - [`topology`]: the members as the driver's monitor sees them; can some member serve?
 
 pub mod classify;
 pub mod client;
@@ -13,6 +14,7 @@ pub mod gateway;
 pub mod indexes;
 pub mod state;
 pub mod supervisor;
+pub mod topology;
 
 pub use gateway::{DbError, Gateway};
 pub use state::{DbState, DbStatus};

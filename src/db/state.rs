@@ -70,6 +70,9 @@ pub struct DbState {
     pub indexes_failed: Vec<IndexFailure>,
     /// Warnings to show in `/health` (TTL index refused, URL options stripped, ...).
     pub warnings: Vec<String>,
+    /// The deployment's members as the driver's monitor sees them (written by
+    /// [`super::topology::Monitor`]).
+    pub members: Vec<super::topology::Member>,
 }
 
 impl DbState {
@@ -87,6 +90,7 @@ impl DbState {
             indexes_ensured: Vec::new(),
             indexes_failed: Vec::new(),
             warnings: Vec::new(),
+            members: Vec::new(),
         }
     }
 

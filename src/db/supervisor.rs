@@ -6,14 +6,17 @@
 //! - While the database is not usable: pings with exponential backoff (100 ms doubling to
 //!   `RECONNECT_MAX_MS`, jittered, unlimited), logging each failed attempt with its number,
 //!   the redacted error and the next delay. Its ping is the probe of the breaker it
-//!   tripped. A driver heartbeat that succeeds cuts the wait short.
+//!   tripped. The wait is cut short once the driver's monitor sees a member that can serve
+//!   writes (one secondary answering is not enough).
 //! - On success: the breaker closes, indexes are ensured, the status becomes `connected`.
 //!   Indexes that could not be created are retried while connected until they exist.
 //! - While connected: pings every `ping_interval` with a short deadline, recording the
 //!   latency. A failed ping (unless operations kept succeeding meanwhile: a loaded database
-//!   is not a silent one) or what the driver's monitoring reports ([`Supervisor::judge_signal`],
-//!   the one place that reads driver signals): the breaker trips (calls stop waiting on the
-//!   database) and the loop goes back to reconnecting.
+//!   is not a silent one, nor is a set electing a primary) or what the driver's monitoring
+//!   reports ([`Supervisor::judge_signal`], the one place that reads driver signals: the
+//!   topology says no member can serve, [`Monitor`]; one member's failed heartbeat is a
+//!   member down, not an outage): the breaker trips (calls stop waiting on the database)
+//!   and the loop goes back to reconnecting.
 //! - When failing operations open the breaker, the database may still answer pings: the
 //!   supervisor then runs trial operations itself as soon as the open period ends, so the
 //!   breaker closes without user traffic, but only on operations that succeed.
@@ -31,6 +34,7 @@ use super::client::{DriverSignal, build_client};
 use super::gateway::{DbError, Gateway, PingError};
 use super::indexes::{INDEXES, ensure_indexes};
 use super::state::{DbState, DbStatus};
+use super::topology::{Monitor, Verdict};
 use crate::config::{MongoSettings, ReconnectSettings};
 use crate::metrics::Metrics;
 use crate::resilience::backoff::ExponentialMillis;
@@ -43,7 +47,7 @@ pub struct Supervisor {
     mongo: MongoSettings,
     reconnect: ReconnectSettings,
     state: watch::Sender<DbState>,
-    signals_tx: mpsc::Sender<DriverSignal>,
+    monitor: Monitor,
     signals: mpsc::Receiver<DriverSignal>,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
@@ -67,12 +71,18 @@ impl Supervisor {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let (signals_tx, signals) = mpsc::channel(64);
+        let monitor = Monitor::new(
+            state.clone(),
+            metrics.clone(),
+            gateway.redactor().clone(),
+            signals_tx,
+        );
         Self {
             gateway,
             mongo,
             reconnect,
             state,
-            signals_tx,
+            monitor,
             signals,
             metrics,
             shutdown,
@@ -132,7 +142,7 @@ impl Supervisor {
             build_client(
                 &self.mongo,
                 self.gateway.redactor(),
-                self.signals_tx.clone(),
+                self.monitor.clone(),
             ),
         )
         .await;
@@ -278,6 +288,10 @@ impl Supervisor {
                 self.update(|s| s.last_ping_ok_at = Some(Instant::now()));
                 None
             }
+            Err(e) if self.electing() => {
+                tracing::debug!("ping failed ({e}) while the replica set elects a primary");
+                None
+            }
             Err(e) => Some(format!("ping failed: {e}")),
         }
     }
@@ -301,18 +315,44 @@ impl Supervisor {
     }
 
     /// What a driver signal means for the supervisor: `Some(reason)` when the database is
-    /// lost. The one place that reads the driver's monitoring.
+    /// lost. The one place that reads the driver's monitoring: the topology decides, never
+    /// one member's heartbeat. No member answers, or members answer but none has been
+    /// primary for longer than an election: lost. A member down while a primary serves:
+    /// not lost (the monitor logs it and publishes it in `/health` and `/metrics`).
     fn judge_signal(&self, signal: &DriverSignal) -> Option<String> {
-        match signal {
-            DriverSignal::HeartbeatFailed(e) => Some(format!("driver heartbeat failed: {e}")),
-            DriverSignal::ServerLost => Some("the driver marked the server unknown".into()),
-            DriverSignal::HeartbeatSucceeded => None,
+        let DriverSignal::TopologyChanged = signal;
+        match self.monitor.verdict() {
+            Verdict::Unreachable => Some(format!(
+                "no member of the database answers: {}",
+                self.monitor.describe_down()
+            )),
+            Verdict::NoPrimary(since) if since.elapsed() > self.election_grace() => {
+                Some(format!(
+                    "no primary for {} ms: {}",
+                    since.elapsed().as_millis(),
+                    self.monitor.describe_down()
+                ))
+            }
+            _ => None,
         }
     }
 
-    /// True when a driver signal says the database answers again (cuts a reconnect wait).
+    /// True when the topology has a member that serves writes again (cuts a reconnect
+    /// wait; one member's successful heartbeat is not enough without a primary).
     fn signal_says_back(&self, signal: &DriverSignal) -> bool {
-        *signal == DriverSignal::HeartbeatSucceeded
+        let DriverSignal::TopologyChanged = signal;
+        self.monitor.verdict() == Verdict::Serving
+    }
+
+    /// How long members may answer with no primary before it is an outage: the time the
+    /// driver itself waits for a primary (`server_selection_timeout`).
+    fn election_grace(&self) -> Duration {
+        self.mongo.server_selection_timeout
+    }
+
+    /// True while members answer and a primary is expected within the election grace.
+    fn electing(&self) -> bool {
+        matches!(self.monitor.verdict(), Verdict::NoPrimary(since) if since.elapsed() <= self.election_grace())
     }
 
     /// Ensures the indexes not known to exist yet (all of them the first time), each under

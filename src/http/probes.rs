@@ -53,6 +53,23 @@ pub struct ReconnectReport {
     pub last_error: Option<String>,
 }
 
+/// One member of the deployment, as the driver's monitor sees it.
+#[derive(Debug, Object)]
+pub struct MemberReport {
+    /// `host:port`.
+    pub address: String,
+    /// `primary`, `secondary`, `standalone`, `mongos`, `load_balancer`, `arbiter`, `other`
+    /// or `unknown`.
+    #[oai(rename = "type")]
+    pub kind: String,
+    /// `up`, `down` (its last check failed) or `unknown` (not checked yet).
+    pub state: String,
+    /// Heartbeats failed in a row.
+    pub failed_heartbeats: u32,
+    /// Why it is down, redacted.
+    pub last_error: Option<String>,
+}
+
 /// An index that could not be created.
 #[derive(Debug, Object)]
 pub struct IndexFailureReport {
@@ -92,6 +109,9 @@ pub struct HealthReport {
     pub reconnect: ReconnectReport,
     /// Latency of the last successful ping, milliseconds.
     pub last_ping_ms: Option<f64>,
+    /// The deployment's members (one for a standalone server). A member down is not an
+    /// outage while another serves: readiness follows the topology, not one member.
+    pub members: Vec<MemberReport>,
     /// Indexes.
     pub indexes: IndexesReport,
     /// Seconds since start.
@@ -195,6 +215,17 @@ pub fn health_report(ctx: &AppContext) -> HealthReport {
         last_ping_ms: db
             .last_ping
             .map(|d| (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0),
+        members: db
+            .members
+            .iter()
+            .map(|m| MemberReport {
+                address: m.address.clone(),
+                kind: m.kind.into(),
+                state: m.state.into(),
+                failed_heartbeats: m.failed_heartbeats,
+                last_error: m.last_error.clone(),
+            })
+            .collect(),
         indexes: IndexesReport {
             ensured: db.indexes_ensured.clone(),
             failed: db

@@ -373,3 +373,59 @@ impl TestApp {
         }
     }
 }
+
+/// A replica set for the tests: by default the stand-in of `aila-testkit` (three members
+/// answering `hello` in front of one local database process, which the test can take down
+/// one by one or make step down); a real replica set when `MONGO_REPLSET_URL` names one
+/// (`mongodb://h1,h2,h3/?replicaSet=rs0`), on which only what needs no process control runs.
+pub enum ReplicaSetDb {
+    /// The stand-in and the server behind it.
+    StandIn {
+        /// The three members.
+        set: aila_testkit::ReplicaSet,
+        /// The one server process behind them.
+        server: Database,
+    },
+    /// A real replica set, from `MONGO_REPLSET_URL`.
+    Real(String),
+}
+
+impl ReplicaSetDb {
+    /// A real set from `MONGO_REPLSET_URL`, or the stand-in over a fresh server process.
+    pub async fn start() -> ReplicaSetDb {
+        if let Some(url) = std::env::var("MONGO_REPLSET_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            return ReplicaSetDb::Real(url);
+        }
+        let server = Database::start().await;
+        let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], server.port()));
+        let set = aila_testkit::ReplicaSet::start(upstream, "rs0")
+            .await
+            .expect("the replica-set stand-in opens three loopback ports");
+        ReplicaSetDb::StandIn { set, server }
+    }
+
+    /// The URL the service uses.
+    pub fn url(&self) -> String {
+        match self {
+            ReplicaSetDb::StandIn { set, .. } => set.url(),
+            ReplicaSetDb::Real(url) => url.clone(),
+        }
+    }
+
+    /// The stand-in, for the tests that take members down or make them step down (`None`
+    /// on a real set: such a test says so and does nothing).
+    pub fn stand_in(&mut self) -> Option<(&aila_testkit::ReplicaSet, &mut Database)> {
+        match self {
+            ReplicaSetDb::StandIn { set, server } => Some((set, server)),
+            ReplicaSetDb::Real(_) => {
+                eprintln!(
+                    "MONGO_REPLSET_URL names a real replica set: this test needs the stand-in's member control and does nothing"
+                );
+                None
+            }
+        }
+    }
+}

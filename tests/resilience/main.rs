@@ -9,4 +9,5 @@ mod common;
 mod capture;
 mod outage;
 mod process;
+mod replica_set;
 mod startup;

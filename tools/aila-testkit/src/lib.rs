@@ -5,9 +5,13 @@
 //!
 //! Layout:
 //! - [`local_db`]: which database server binary to run and its command line.
+//! - [`replica_set`]: three members of a replica set, as the drivers see it, in front of
+//!   one server (member down, step-down).
 //! - [`workspace`]: the workspace root and the binaries cargo built next to the caller.
 
 pub mod local_db;
+pub mod replica_set;
 pub mod workspace;
 
 pub use local_db::ServerBinary;
+pub use replica_set::ReplicaSet;
