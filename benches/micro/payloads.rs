@@ -14,8 +14,8 @@ use aila_api::http::api::tree::TreeOut;
 use aila_api::repo::links::LinkDoc;
 use aila_api::repo::persons::PersonDoc;
 use aila_api::repo::raw::FromRaw;
-use bson::{RawDocument, doc};
 use bson::oid::ObjectId;
+use bson::{RawDocument, doc};
 use criterion::{Criterion, Throughput};
 use poem_openapi::types::ToJSON;
 

@@ -65,7 +65,9 @@ pub fn flag<'de, D>(deserializer: D) -> Result<bool, D::Error>
 where
     D: Deserializer<'de>,
 {
-    Ok(flag_ref(RawBson::deserialize(deserializer)?.as_raw_bson_ref()))
+    Ok(flag_ref(
+        RawBson::deserialize(deserializer)?.as_raw_bson_ref(),
+    ))
 }
 
 #[cfg(test)]
