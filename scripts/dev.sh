@@ -47,6 +47,7 @@ cargo build --profile "$profile" --bin aila-api
 for pid in "${builds[@]}"; do
 	wait "$pid" || { echo "dev: a database build failed (see above)" >&2; exit 1; }
 done
+builds=()
 case "$profile" in dev | test) out=debug ;; bench) out=release ;; *) out="$profile" ;; esac
 bin="${CARGO_TARGET_DIR:-target}/$out/aila-api"
 

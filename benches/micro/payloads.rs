@@ -103,8 +103,8 @@ fn in_place<T: FromRaw>(bytes: &[u8]) -> T {
 
 /// What the route does with the driver's documents: read in place, then converted.
 fn decode_tree(raw: &(Vec<Vec<u8>>, Vec<Vec<u8>>)) -> TreeOut {
-    let persons: Vec<PersonDoc> = raw.0.iter().map(|b| in_place(b)).collect();
-    let links: Vec<LinkDoc> = raw.1.iter().map(|b| in_place(b)).collect();
+    let persons: Vec<PersonDoc> = raw.0.iter().map(|b| in_place(b.as_slice())).collect();
+    let links: Vec<LinkDoc> = raw.1.iter().map(|b| in_place(b.as_slice())).collect();
     TreeOut {
         persons: persons.into_iter().map(PersonOut::from).collect(),
         links: links.into_iter().map(LinkOut::from).collect(),

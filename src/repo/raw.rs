@@ -160,7 +160,7 @@ mod tests {
         ];
         for field in fields {
             for value in odd_values() {
-                let d = doc! { "_id": id, field: value.clone(), "notes": "after" };
+                let d = doc! { "_id": id, field: value, "notes": "after" };
                 let read = both::<PersonDoc>(&d);
                 if field != "notes" {
                     assert!(read.is_some(), "{d}");
@@ -198,7 +198,7 @@ mod tests {
             "other",
         ] {
             for value in odd_values() {
-                let d = doc! { "_id": id, field: value.clone(), "link_type": "parent" };
+                let d = doc! { "_id": id, field: value, "link_type": "parent" };
                 both::<LinkDoc>(&d);
             }
         }
