@@ -6,8 +6,11 @@
 //! Layout:
 //! - [`local_db`]: which database server binary to run and its command line.
 //! - [`workspace`]: the workspace root and the binaries cargo built next to the caller.
+//! - [`toxiproxy`]: the Toxiproxy server process and its API (network faults between the
+//!   service and its database).
 
 pub mod local_db;
+pub mod toxiproxy;
 pub mod workspace;
 
 pub use local_db::ServerBinary;
