@@ -548,20 +548,20 @@ pub fn analyse(record: &RunRecord, limits: Limits) -> Analysis {
         Phase::Recovery,
         Phase::Degraded,
     ]
-        .into_iter()
-        .map(|phase| {
-            let (tally, mut lat) = by_phase.remove(&phase).unwrap_or_default();
-            lat.sort_by(f64::total_cmp);
-            PhaseStats {
-                phase,
-                duration_ms: phase_time.get(&phase).copied().unwrap_or(0.0),
-                statuses: tally,
-                p50_ms: percentile(&lat, 50.0),
-                p99_ms: percentile(&lat, 99.0),
-                max_ms: lat.last().copied(),
-            }
-        })
-        .collect();
+    .into_iter()
+    .map(|phase| {
+        let (tally, mut lat) = by_phase.remove(&phase).unwrap_or_default();
+        lat.sort_by(f64::total_cmp);
+        PhaseStats {
+            phase,
+            duration_ms: phase_time.get(&phase).copied().unwrap_or(0.0),
+            statuses: tally,
+            p50_ms: percentile(&lat, 50.0),
+            p99_ms: percentile(&lat, 99.0),
+            max_ms: lat.last().copied(),
+        }
+    })
+    .collect();
 
     let faults: Vec<FaultReport> = record
         .faults
@@ -873,7 +873,12 @@ fn checks(
             if hurt.is_empty() {
                 degraded
                     .iter()
-                    .map(|f| format!("#{} {}: {} requests served", f.number, f.kind, f.outage_statuses.total))
+                    .map(|f| {
+                        format!(
+                            "#{} {}: {} requests served",
+                            f.number, f.kind, f.outage_statuses.total
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             } else {
@@ -1119,7 +1124,8 @@ mod tests {
     /// The fixture's fault turned into `kind` (same window, same probes and requests).
     fn as_kind(kind: FaultKind) -> RunRecord {
         let mut r = run();
-        r.faults[0].spec = crate::schedule::FaultSpec::new(kind, r.faults[0].spec.at, r.faults[0].spec.down);
+        r.faults[0].spec =
+            crate::schedule::FaultSpec::new(kind, r.faults[0].spec.at, r.faults[0].spec.down);
         r
     }
 
@@ -1132,7 +1138,10 @@ mod tests {
         assert_eq!(phase_at(&w, 2_000.0), Phase::Degraded);
         let a = analyse(&r, LIMITS);
         let f = &a.faults[0];
-        assert_eq!(f.failed_requests, 20, "every request of the window got a 503");
+        assert_eq!(
+            f.failed_requests, 20,
+            "every request of the window got a 503"
+        );
         assert!(f.readiness_not_200 > 0);
         let c = a
             .checks
@@ -1142,10 +1151,18 @@ mod tests {
         assert!(!c.passed, "{c:?}");
         assert!(c.detail.contains("20 requests failed"), "{}", c.detail);
         assert!(!a.passed);
-        let degraded = a.phases.iter().find(|p| p.phase == Phase::Degraded).unwrap();
+        let degraded = a
+            .phases
+            .iter()
+            .find(|p| p.phase == Phase::Degraded)
+            .unwrap();
         assert_eq!(degraded.duration_ms, 2_000.0);
         // Nothing to detect: the detection check passes without it.
-        assert!(a.checks.iter().any(|c| c.name.starts_with("every outage") && c.passed));
+        assert!(
+            a.checks
+                .iter()
+                .any(|c| c.name.starts_with("every outage") && c.passed)
+        );
     }
 
     #[test]
@@ -1171,7 +1188,11 @@ mod tests {
             ..LIMITS
         };
         let a = analyse(&as_kind(FaultKind::ResetPeer), tight);
-        let c = a.checks.iter().find(|c| c.name.starts_with("every outage")).unwrap();
+        let c = a
+            .checks
+            .iter()
+            .find(|c| c.name.starts_with("every outage"))
+            .unwrap();
         assert!(!c.passed && c.detail.contains("reset_peer"), "{c:?}");
     }
 
@@ -1201,7 +1222,11 @@ mod tests {
         // Over the readiness 503s: the burst check fails and says how often.
         r.bursts = vec![burst(2_000.0, 5_000.0)];
         let a = analyse(&r, LIMITS);
-        let c = a.checks.iter().find(|c| c.name.starts_with("a burst")).unwrap();
+        let c = a
+            .checks
+            .iter()
+            .find(|c| c.name.starts_with("a burst"))
+            .unwrap();
         assert!(!c.passed && c.detail.contains("not 200 in 22/30"), "{c:?}");
         // A burst that could not run is no pass either.
         let mut broken = burst(6_000.0, 6_000.0);

@@ -163,9 +163,9 @@ impl LocalDatabase {
     pub async fn inject(&mut self, kind: FaultKind) -> Result<Vec<String>, String> {
         let pid = self.pid()?;
         match kind {
-            k if k.needs_proxy() || k == FaultKind::Burst => Err(format!(
-                "a {k} is not done to the database process"
-            )),
+            k if k.needs_proxy() || k == FaultKind::Burst => {
+                Err(format!("a {k} is not done to the database process"))
+            }
             FaultKind::Kill => {
                 let mut child = self.child.take().expect("running");
                 let killed = child.kill();
@@ -196,9 +196,9 @@ impl LocalDatabase {
     /// Undoes the fault: starts the server again (and waits until it accepts) or thaws it.
     pub async fn restore(&mut self, kind: FaultKind) -> Result<Vec<String>, String> {
         match kind {
-            k if k.needs_proxy() || k == FaultKind::Burst => Err(format!(
-                "a {k} is not done to the database process"
-            )),
+            k if k.needs_proxy() || k == FaultKind::Burst => {
+                Err(format!("a {k} is not done to the database process"))
+            }
             FaultKind::Freeze => {
                 let pid = self.pid()?;
                 signal(pid, "CONT")?;

@@ -578,7 +578,10 @@ async fn run(
 
     // The faults, on schedule.
     let mut fault_records = Vec::new();
-    for spec in faults.iter().filter(|f| f.kind != schedule::FaultKind::Burst) {
+    for spec in faults
+        .iter()
+        .filter(|f| f.kind != schedule::FaultKind::Burst)
+    {
         tokio::time::sleep_until(clock.t0() + spec.at).await;
         let mut rec = FaultRecord {
             spec: *spec,

@@ -33,10 +33,7 @@ pub fn toxics(spec: &FaultSpec) -> Vec<Toxic> {
             amount,
             std::time::Duration::from_millis(1),
         )],
-        FaultKind::Kill
-        | FaultKind::Freeze
-        | FaultKind::Restart
-        | FaultKind::Burst => Vec::new(),
+        FaultKind::Kill | FaultKind::Freeze | FaultKind::Restart | FaultKind::Burst => Vec::new(),
     }
 }
 
@@ -50,9 +47,10 @@ impl NetworkFaults {
         log: &Path,
     ) -> Result<NetworkFaults, String> {
         let server = Server::start(binary, Some(log), crate::backend::die_with_parent)?;
-        let proxy = server
-            .client()
-            .create_proxy(PROXY, &format!("127.0.0.1:{listen_port}"), upstream)?;
+        let proxy =
+            server
+                .client()
+                .create_proxy(PROXY, &format!("127.0.0.1:{listen_port}"), upstream)?;
         Ok(NetworkFaults {
             port: proxy.port()?,
             server,
@@ -91,8 +89,14 @@ impl NetworkFaults {
                 toxics
                     .iter()
                     .map(|t| {
-                        api.add_toxic(PROXY, t)
-                            .map(|_| format!("toxiproxy: add {} {} {}", t.kind, t.stream.as_str(), t.attributes))
+                        api.add_toxic(PROXY, t).map(|_| {
+                            format!(
+                                "toxiproxy: add {} {} {}",
+                                t.kind,
+                                t.stream.as_str(),
+                                t.attributes
+                            )
+                        })
                     })
                     .collect()
             },
@@ -134,10 +138,7 @@ mod tests {
             names(f("latency:150ms@1s")),
             ["latency_upstream", "latency_downstream"]
         );
-        assert_eq!(
-            toxics(&f("latency:150ms@1s"))[0].attributes["latency"],
-            150
-        );
+        assert_eq!(toxics(&f("latency:150ms@1s"))[0].attributes["latency"], 150);
         assert_eq!(
             names(f("timeout@1s")),
             ["timeout_upstream", "timeout_downstream"]

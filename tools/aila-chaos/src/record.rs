@@ -135,7 +135,11 @@ impl BurstRecord {
     /// 2xx answers per second while it ran.
     pub fn ok_per_s(&self) -> f64 {
         let secs = (self.ended_at_ms - self.started_at_ms) / 1000.0;
-        if secs > 0.0 { self.ok as f64 / secs } else { 0.0 }
+        if secs > 0.0 {
+            self.ok as f64 / secs
+        } else {
+            0.0
+        }
     }
 }
 

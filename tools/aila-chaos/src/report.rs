@@ -55,7 +55,11 @@ pub fn summary(record: &RunRecord, a: &Analysis) -> String {
                 .unwrap_or_default()
         );
     }
-    for f in a.faults.iter().filter(|f| f.failed_requests + f.readiness_not_200 + f.breaker_not_closed > 0) {
+    for f in a
+        .faults
+        .iter()
+        .filter(|f| f.failed_requests + f.readiness_not_200 + f.breaker_not_closed > 0)
+    {
         let _ = writeln!(
             s,
             "  #{:<2} {:<8} while in force: {} requests failed (5xx or no answer), {} /readiness not 200, {} /health with the breaker not closed",
@@ -85,7 +89,10 @@ pub fn summary(record: &RunRecord, a: &Analysis) -> String {
             b.readiness_not_200,
             b.readiness_samples,
             b.breaker_not_closed,
-            r.error.as_deref().map(|e| format!(" ERROR: {e}")).unwrap_or_default()
+            r.error
+                .as_deref()
+                .map(|e| format!(" ERROR: {e}"))
+                .unwrap_or_default()
         );
     }
     let _ = writeln!(

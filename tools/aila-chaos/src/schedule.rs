@@ -111,10 +111,9 @@ impl FaultKind {
             FaultKind::Kill | FaultKind::Freeze | FaultKind::Timeout | FaultKind::ResetPeer => {
                 Duration::from_secs(3)
             }
-            FaultKind::Latency
-            | FaultKind::Bandwidth
-            | FaultKind::Slicer
-            | FaultKind::Burst => Duration::from_secs(8),
+            FaultKind::Latency | FaultKind::Bandwidth | FaultKind::Slicer | FaultKind::Burst => {
+                Duration::from_secs(8)
+            }
         }
     }
 
@@ -274,7 +273,9 @@ pub fn parse_schedule(text: &str) -> Result<Vec<FaultSpec>, String> {
     let mut faults = Vec::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (head, rest) = item.split_once('@').ok_or_else(|| {
-            format!("{item:?}: expected KIND[:AMOUNT]@AT[+FOR], e.g. kill@8s+4s or latency:200ms@5s+8s")
+            format!(
+                "{item:?}: expected KIND[:AMOUNT]@AT[+FOR], e.g. kill@8s+4s or latency:200ms@5s+8s"
+            )
         })?;
         let (name, amount) = match head.split_once(':') {
             Some((n, a)) => (n.trim(), Some(a.trim())),
@@ -295,11 +296,15 @@ pub fn parse_schedule(text: &str) -> Result<Vec<FaultSpec>, String> {
                 let n = if kind == FaultKind::Latency {
                     parse_duration(a).map(|d| d.as_millis() as u64)
                 } else {
-                    a.parse::<u64>().map_err(|_| format!("{a:?} is not a whole number"))
+                    a.parse::<u64>()
+                        .map_err(|_| format!("{a:?} is not a whole number"))
                 }
                 .map_err(|e| format!("{item:?}: {e}; the amount is {}", kind.amount_unit()))?;
                 if n == 0 {
-                    return Err(format!("{item:?}: the amount must be positive ({})", kind.amount_unit()));
+                    return Err(format!(
+                        "{item:?}: the amount must be positive ({})",
+                        kind.amount_unit()
+                    ));
                 }
                 Some(n)
             }
@@ -331,10 +336,7 @@ pub fn parse_schedule(text: &str) -> Result<Vec<FaultSpec>, String> {
             .collect();
         for pair in same.windows(2) {
             if pair[1].at <= pair[0].back_at() {
-                return Err(format!(
-                    "{} starts before {} is over",
-                    pair[1], pair[0]
-                ));
+                return Err(format!("{} starts before {} is over", pair[1], pair[0]));
             }
         }
     }
@@ -456,7 +458,11 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown fault")
         );
-        assert!(parse_schedule("kill 1s").unwrap_err().contains("KIND[:AMOUNT]@AT"));
+        assert!(
+            parse_schedule("kill 1s")
+                .unwrap_err()
+                .contains("KIND[:AMOUNT]@AT")
+        );
         assert!(
             parse_schedule("kill@1s+0s")
                 .unwrap_err()

@@ -168,7 +168,12 @@ impl Client {
     }
 
     /// One call: `method path` with an optional JSON body; the answer's status and body.
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String), String> {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, String), String> {
         let what = format!("{method} {}{path}", self.url());
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let mut conn = TcpStream::connect_timeout(&addr, CALL_TIMEOUT)
@@ -215,8 +220,12 @@ impl Client {
                 text.trim()
             ));
         }
-        serde_json::from_str(&text)
-            .map_err(|e| format!("{method} {}{path}: unexpected answer ({e}): {text}", self.url()))
+        serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{method} {}{path}: unexpected answer ({e}): {text}",
+                self.url()
+            )
+        })
     }
 
     /// A call that must answer 2xx (any body).
@@ -432,9 +441,15 @@ mod tests {
             json!({"name": "latency_downstream", "type": "latency", "stream": "downstream",
                    "toxicity": 1.0, "attributes": {"latency": 200, "jitter": 0}})
         );
-        assert_eq!(Toxic::blackhole(Stream::Upstream).attributes, json!({"timeout": 0}));
+        assert_eq!(
+            Toxic::blackhole(Stream::Upstream).attributes,
+            json!({"timeout": 0})
+        );
         assert_eq!(Toxic::reset_peer(Stream::Upstream).kind, "reset_peer");
-        assert_eq!(Toxic::bandwidth(Stream::Downstream, 64).attributes, json!({"rate": 64}));
+        assert_eq!(
+            Toxic::bandwidth(Stream::Downstream, 64).attributes,
+            json!({"rate": 64})
+        );
         assert_eq!(
             Toxic::slicer(Stream::Downstream, 64, Duration::from_millis(1)).attributes,
             json!({"average_size": 64, "size_variation": 32, "delay": 1000})
@@ -454,7 +469,11 @@ mod tests {
     fn latency_blackhole_and_reset_are_felt_through_the_proxy() {
         let server = Server::start(&server_binary(), None, |_| {}).unwrap();
         let api = server.client();
-        assert!(api.version().unwrap().starts_with("2."), "{:?}", api.version());
+        assert!(
+            api.version().unwrap().starts_with("2."),
+            "{:?}",
+            api.version()
+        );
         let upstream = format!("127.0.0.1:{}", echo_server());
         let proxy = api.create_proxy("echo", "127.0.0.1:0", &upstream).unwrap();
         let port = proxy.port().unwrap();
