@@ -5,8 +5,10 @@
 #   .tools/bin/jaeger     tools/jaeger   (Jaeger v2 all-in-one, in-memory storage)
 #   .tools/jaeger-ui/     tools/jaeger   (the Jaeger UI web app Jaeger serves: index.html,
 #                                         static/; laid out with `jaeger`, see below)
+#   .tools/bin/toxiproxy-server, .tools/bin/toxiproxy-cli
+#                         tools/toxiproxy (Toxiproxy, a TCP proxy that injects network faults)
 #
-# Usage: scripts/build-tools.sh [ferretdb|jaeger|all] [--force]   (default: ferretdb)
+# Usage: scripts/build-tools.sh [ferretdb|jaeger|toxiproxy|all] [--force]   (default: ferretdb)
 #
 # Needs only Go (>= 1.24; an older `go` auto-downloads the required toolchain)
 # and access to the Go module proxy. A tool is skipped when its binary is newer
@@ -22,7 +24,7 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 [ferretdb|jaeger|all] [--force]" >&2
+	echo "usage: $0 [ferretdb|jaeger|toxiproxy|all] [--force]" >&2
 	exit 2
 }
 
@@ -30,7 +32,7 @@ target=""
 force=0
 for arg in "$@"; do
 	case "$arg" in
-	ferretdb | jaeger | all)
+	ferretdb | jaeger | toxiproxy | all)
 		[[ -z "$target" ]] || usage
 		target="$arg"
 		;;
@@ -67,12 +69,14 @@ is_up_to_date() {
 	return 0
 }
 
-# build_tool NAME PACKAGE [extra go build args...]
+# build_tool NAME PACKAGE [extra go build args...]: builds PACKAGE of tools/NAME into
+# .tools/bin/NAME. BIN_NAME=other overrides the binary's name, MOD_NAME=other the module
+# folder (one module, several binaries).
 build_tool() {
 	local name="$1" pkg="$2"
 	shift 2
-	local mod_dir="$repo/tools/$name"
-	local out="$bin_dir/$name"
+	local mod_dir="$repo/tools/${MOD_NAME:-$name}"
+	local out="$bin_dir/${BIN_NAME:-$name}"
 
 	if [[ "$force" -eq 0 ]] && is_up_to_date "$out" "$mod_dir"; then
 		echo "build-tools: $name is up to date ($out); use --force to rebuild"
@@ -153,6 +157,18 @@ layout_jaeger_ui() {
 	echo "build-tools: laid out Jaeger UI ($version, $(du -sh "$out" | cut -f1)) in $out in $((SECONDS - start))s"
 }
 
+build_toxiproxy() {
+	# Both commands straight from the module cache (tool directives in tools/toxiproxy/go.mod);
+	# the version is stamped the way Toxiproxy's own release build does.
+	local version
+	version="$(cd "$repo/tools/toxiproxy" && "$go_bin" list -mod=readonly -m -f '{{.Version}}' github.com/Shopify/toxiproxy/v2)"
+	local ldflags="-s -w -X github.com/Shopify/toxiproxy/v2.Version=${version#v}"
+	MOD_NAME=toxiproxy BIN_NAME=toxiproxy-server build_tool toxiproxy-server \
+		github.com/Shopify/toxiproxy/v2/cmd/server -ldflags "$ldflags"
+	MOD_NAME=toxiproxy BIN_NAME=toxiproxy-cli build_tool toxiproxy-cli \
+		github.com/Shopify/toxiproxy/v2/cmd/cli -ldflags "$ldflags"
+}
+
 total_start=$SECONDS
 case "$target" in
 ferretdb) build_ferretdb ;;
@@ -160,10 +176,12 @@ jaeger)
 	build_jaeger
 	layout_jaeger_ui
 	;;
+toxiproxy) build_toxiproxy ;;
 all)
 	build_ferretdb
 	build_jaeger
 	layout_jaeger_ui
+	build_toxiproxy
 	;;
 esac
 echo "build-tools: done in $((SECONDS - total_start))s"

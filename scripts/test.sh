@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: builds what is missing (FerretDB, Jaeger and
-# its web UI), installs the Python packages the compatibility tests use (bcrypt, PyJWT)
-# and the Debian packages the observability tests drive (prometheus, chromium), then runs
+# its web UI, Toxiproxy), installs the Python packages the compatibility tests use (bcrypt,
+# PyJWT) and the Debian packages the observability tests drive (prometheus, chromium), then runs
 # every Rust test against real server processes.
 #
 #   scripts/test.sh            # everything
@@ -12,7 +12,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
-# The Go builds (FerretDB, Jaeger) run while Rust compiles the tests: on a fresh machine
+# The Go builds (FerretDB, Jaeger, Toxiproxy) run while Rust compiles the tests: on a fresh machine
 # the two overlap instead of adding up.
 builds=()
 cleanup() {
@@ -24,6 +24,9 @@ if [[ -z "${MONGOD_BIN:-}" ]]; then
 	builds+=($!)
 fi
 scripts/build-tools.sh jaeger &
+builds+=($!)
+# The gray-fault tests (aila-testkit's Toxiproxy client, aila-chaos --test gray).
+scripts/build-tools.sh toxiproxy &
 builds+=($!)
 
 if ! python3 -c 'import bcrypt, jwt' 2>/dev/null; then

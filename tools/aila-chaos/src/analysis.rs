@@ -3,7 +3,10 @@
 //! the [`RunRecord`].
 //!
 //! Phases, from the faults and the `/readiness` probes:
-//! - **outage**: from a fault's injection until the database is back;
+//! - **outage**: from the injection of a fault that makes the database unreachable (kill,
+//!   freeze, restart, timeout, reset_peer) until it is undone;
+//! - **degraded**: while a fault that slows the database without cutting it off is in
+//!   force (latency, bandwidth, slicer): not an outage, nothing may fail;
 //! - **recovery**: from the database being back until `/readiness` answers 200 again (or
 //!   the next fault, or the end);
 //! - **healthy**: everything else.
@@ -20,8 +23,10 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::record::{
-    ProbeKind, ProbeRecord, RequestRecord, RunRecord, WriteKind, WriteOutcome, WriteRecord,
+    BurstRecord, ProbeKind, ProbeRecord, RequestRecord, RunRecord, WriteKind, WriteOutcome,
+    WriteRecord,
 };
+use crate::schedule::Effect;
 
 /// Registration and login: bcrypt-bound.
 pub fn is_auth(route: &str) -> bool {
@@ -48,8 +53,10 @@ pub struct Limits {
 pub enum Phase {
     /// No fault in force and the service ready.
     Healthy,
-    /// A fault in force.
+    /// A fault in force that cuts the database off.
     Outage,
+    /// A fault in force that slows the database (latency, bandwidth, slicer).
+    Degraded,
     /// The database back, the service not ready yet.
     Recovery,
 }
@@ -60,6 +67,7 @@ impl Phase {
         match self {
             Phase::Healthy => "healthy",
             Phase::Outage => "outage",
+            Phase::Degraded => "degraded",
             Phase::Recovery => "recovery",
         }
     }
@@ -74,6 +82,8 @@ pub struct Window {
     pub back_ms: f64,
     /// `/readiness` 200 again (end of recovery).
     pub ready_ms: f64,
+    /// An outage or a degraded database.
+    pub effect: Effect,
 }
 
 /// Builds each fault's window: outage `[injected, back)`, recovery `[back, ready)` where
@@ -105,6 +115,7 @@ pub fn windows(record: &RunRecord) -> Vec<Window> {
             start_ms: f.injected_at_ms,
             back_ms: back,
             ready_ms: ready.max(back),
+            effect: f.kind().effect(),
         });
     }
     out
@@ -114,7 +125,11 @@ pub fn windows(record: &RunRecord) -> Vec<Window> {
 pub fn phase_at(windows: &[Window], t_ms: f64) -> Phase {
     for w in windows {
         if t_ms >= w.start_ms && t_ms < w.back_ms {
-            return Phase::Outage;
+            return if w.effect == Effect::Degraded {
+                Phase::Degraded
+            } else {
+                Phase::Outage
+            };
         }
         if t_ms >= w.back_ms && t_ms < w.ready_ms {
             return Phase::Recovery;
@@ -226,9 +241,58 @@ pub struct FaultReport {
     pub outage_statuses: StatusTally,
     /// 503s of the outage answered in under 50 ms.
     pub fast_503: usize,
+    /// Requests sent while it was in force that got a 5xx or no answer.
+    pub failed_requests: usize,
+    /// `/readiness` probes sent while it was in force that did not answer 200.
+    pub readiness_not_200: usize,
+    /// `/health` probes sent while it was in force whose breaker was not closed.
+    pub breaker_not_closed: usize,
     /// Injection or restore errors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// One burst, measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BurstReport {
+    /// 1-based.
+    pub number: usize,
+    /// Extra connections.
+    pub connections: u64,
+    /// As recorded.
+    pub record: BurstRecord,
+    /// 2xx answers per second to the burst's connections.
+    pub ok_per_s: f64,
+    /// `/readiness` probes sent during it, and how many did not answer 200.
+    pub readiness_samples: usize,
+    /// See `readiness_samples`.
+    pub readiness_not_200: usize,
+    /// `/health` probes during it whose breaker was not closed.
+    pub breaker_not_closed: usize,
+}
+
+fn burst_report(i: usize, b: &BurstRecord, record: &RunRecord) -> BurstReport {
+    let during: Vec<&ProbeRecord> = record
+        .probes
+        .iter()
+        .filter(|p| p.t_ms >= b.started_at_ms && p.t_ms < b.ended_at_ms)
+        .collect();
+    let readiness: Vec<&&ProbeRecord> = during
+        .iter()
+        .filter(|p| p.probe == ProbeKind::Readiness)
+        .collect();
+    BurstReport {
+        number: i + 1,
+        connections: b.spec.and_then(|s| s.amount).unwrap_or(0),
+        record: b.clone(),
+        ok_per_s: b.ok_per_s(),
+        readiness_samples: readiness.len(),
+        readiness_not_200: readiness.iter().filter(|p| p.status != 200).count(),
+        breaker_not_closed: during
+            .iter()
+            .filter(|p| p.probe == ProbeKind::Health && p.breaker.as_deref() != Some("closed"))
+            .count(),
+    }
 }
 
 /// A share.
@@ -375,12 +439,15 @@ pub struct Check {
 pub struct Analysis {
     /// All load requests by status.
     pub statuses: StatusTally,
-    /// Per phase: healthy, outage, recovery (registration and login left out).
+    /// Per phase: healthy, outage, recovery, degraded (registration and login left out).
     pub phases: Vec<PhaseStats>,
     /// Registration and login over the whole run (bcrypt-bound).
     pub auth: LatencyStats,
     /// Per fault.
     pub faults: Vec<FaultReport>,
+    /// Per burst.
+    #[serde(default)]
+    pub bursts: Vec<BurstReport>,
     /// 503s sent during outages answered in under 50 ms.
     pub fast_503_share: Share,
     /// The probes.
@@ -465,26 +532,36 @@ pub fn analyse(record: &RunRecord, limits: Limits) -> Analysis {
     }
     let mut phase_time: HashMap<Phase, f64> = HashMap::new();
     for w in &wins {
-        *phase_time.entry(Phase::Outage).or_default() += w.back_ms - w.start_ms;
+        let during = if w.effect == Effect::Degraded {
+            Phase::Degraded
+        } else {
+            Phase::Outage
+        };
+        *phase_time.entry(during).or_default() += w.back_ms - w.start_ms;
         *phase_time.entry(Phase::Recovery).or_default() += w.ready_ms - w.back_ms;
     }
     let faulty: f64 = phase_time.values().sum();
     phase_time.insert(Phase::Healthy, (record.duration_ms - faulty).max(0.0));
-    let phases = [Phase::Healthy, Phase::Outage, Phase::Recovery]
-        .into_iter()
-        .map(|phase| {
-            let (tally, mut lat) = by_phase.remove(&phase).unwrap_or_default();
-            lat.sort_by(f64::total_cmp);
-            PhaseStats {
-                phase,
-                duration_ms: phase_time.get(&phase).copied().unwrap_or(0.0),
-                statuses: tally,
-                p50_ms: percentile(&lat, 50.0),
-                p99_ms: percentile(&lat, 99.0),
-                max_ms: lat.last().copied(),
-            }
-        })
-        .collect();
+    let phases = [
+        Phase::Healthy,
+        Phase::Outage,
+        Phase::Recovery,
+        Phase::Degraded,
+    ]
+    .into_iter()
+    .map(|phase| {
+        let (tally, mut lat) = by_phase.remove(&phase).unwrap_or_default();
+        lat.sort_by(f64::total_cmp);
+        PhaseStats {
+            phase,
+            duration_ms: phase_time.get(&phase).copied().unwrap_or(0.0),
+            statuses: tally,
+            p50_ms: percentile(&lat, 50.0),
+            p99_ms: percentile(&lat, 99.0),
+            max_ms: lat.last().copied(),
+        }
+    })
+    .collect();
 
     let faults: Vec<FaultReport> = record
         .faults
@@ -496,9 +573,16 @@ pub fn analyse(record: &RunRecord, limits: Limits) -> Analysis {
     let probes = probe_report(&record.probes);
     let writes = account_writes(&record.writes, &record.observed);
     let fast_503_share = Share::of(fast_503, outage_503);
+    let bursts: Vec<BurstReport> = record
+        .bursts
+        .iter()
+        .enumerate()
+        .map(|(i, b)| burst_report(i, b, record))
+        .collect();
     let checks = checks(
         record,
         &faults,
+        &bursts,
         &probes,
         &writes,
         &statuses,
@@ -511,6 +595,7 @@ pub fn analyse(record: &RunRecord, limits: Limits) -> Analysis {
         phases,
         auth: LatencyStats::of(auth),
         faults,
+        bursts,
         fast_503_share,
         probes,
         writes,
@@ -551,6 +636,7 @@ fn fault_report(
     });
     let mut outage_statuses = StatusTally::default();
     let mut fast_503 = 0;
+    let mut failed_requests = 0;
     for r in record
         .requests
         .iter()
@@ -560,7 +646,23 @@ fn fault_report(
         if r.status == 503 && r.latency_ms < FAST_503_MS {
             fast_503 += 1;
         }
+        if r.status == 0 || r.status >= 500 {
+            failed_requests += 1;
+        }
     }
+    let during = |p: &&ProbeRecord| p.t_ms >= w.start_ms && p.t_ms < w.back_ms;
+    let readiness_not_200 = record
+        .probes
+        .iter()
+        .filter(during)
+        .filter(|p| p.probe == ProbeKind::Readiness && p.status != 200)
+        .count();
+    let breaker_not_closed = record
+        .probes
+        .iter()
+        .filter(during)
+        .filter(|p| p.probe == ProbeKind::Health && p.breaker.as_deref() != Some("closed"))
+        .count();
     FaultReport {
         number: i + 1,
         kind: f.kind().as_str().into(),
@@ -571,6 +673,9 @@ fn fault_report(
         ready_again_ms,
         outage_statuses,
         fast_503,
+        failed_requests,
+        readiness_not_200,
+        breaker_not_closed,
         error: f.error.clone(),
     }
 }
@@ -583,6 +688,7 @@ fn ms(v: Option<f64>) -> String {
 fn checks(
     record: &RunRecord,
     faults: &[FaultReport],
+    bursts: &[BurstReport],
     probes: &ProbeReport,
     writes: &WriteAccounting,
     statuses: &StatusTally,
@@ -725,7 +831,7 @@ fn checks(
         .collect();
     check(
         &format!(
-            "every kill and freeze turned /readiness 503 within {:.0} s",
+            "every outage (kill, freeze, timeout, reset_peer) turned /readiness 503 within {:.0} s",
             limits.max_detection_ms / 1000.0
         ),
         undetected.is_empty(),
@@ -734,7 +840,9 @@ fn checks(
                 "detection: {}",
                 faults
                     .iter()
-                    .map(|f| format!("{} {}", f.kind, ms(f.detection_ms)))
+                    .zip(&record.faults)
+                    .filter(|(_, r)| r.kind().effect() == Effect::Outage)
+                    .map(|(f, _)| format!("{} {}", f.kind, ms(f.detection_ms)))
                     .collect::<Vec<_>>()
                     .join(", ")
             )
@@ -742,6 +850,81 @@ fn checks(
             format!("too slow or never: {}", undetected.join(", "))
         },
     );
+    let degraded: Vec<&FaultReport> = faults
+        .iter()
+        .zip(&record.faults)
+        .filter(|(_, r)| r.kind().effect() == Effect::Degraded)
+        .map(|(f, _)| f)
+        .collect();
+    if !degraded.is_empty() {
+        let hurt: Vec<String> = degraded
+            .iter()
+            .filter(|f| f.failed_requests + f.readiness_not_200 + f.breaker_not_closed > 0)
+            .map(|f| {
+                format!(
+                    "#{} {}: {} requests failed, {} /readiness not 200, {} breaker not closed",
+                    f.number, f.kind, f.failed_requests, f.readiness_not_200, f.breaker_not_closed
+                )
+            })
+            .collect();
+        check(
+            "a slow database is not an outage: no request failed, /readiness 200 and the breaker closed during every latency, bandwidth and slicer fault",
+            hurt.is_empty(),
+            if hurt.is_empty() {
+                degraded
+                    .iter()
+                    .map(|f| {
+                        format!(
+                            "#{} {}: {} requests served",
+                            f.number, f.kind, f.outage_statuses.total
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            } else {
+                hurt.join("; ")
+            },
+        );
+    }
+    if !bursts.is_empty() {
+        let hurt: Vec<String> = bursts
+            .iter()
+            .filter(|b| {
+                b.record.error.is_some()
+                    || b.readiness_samples == 0
+                    || b.readiness_not_200 + b.breaker_not_closed > 0
+            })
+            .map(|b| match &b.record.error {
+                Some(e) => format!("#{}: {e}", b.number),
+                None => format!(
+                    "#{}: /readiness not 200 in {}/{} samples, breaker not closed in {} /health samples",
+                    b.number, b.readiness_not_200, b.readiness_samples, b.breaker_not_closed
+                ),
+            })
+            .collect();
+        check(
+            "a burst is not an outage: /readiness 200 and the breaker closed throughout",
+            hurt.is_empty(),
+            if hurt.is_empty() {
+                bursts
+                    .iter()
+                    .map(|b| {
+                        format!(
+                            "#{} {} connections: {:.1} 2xx/s, {} 503 (p99 {})",
+                            b.number,
+                            b.connections,
+                            b.ok_per_s,
+                            b.record.unavailable,
+                            ms(b.record.unavailable_p99_ms)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            } else {
+                hurt.join("; ")
+            },
+        );
+    }
     let unrecovered: Vec<String> = faults
         .iter()
         .filter(|f| f.recovery_ms.is_none_or(|d| d > limits.max_recovery_ms))
@@ -872,17 +1055,18 @@ pub(crate) mod fixture {
             settings: serde_json::Value::Null,
             duration_ms: 10_000.0,
             faults: vec![FaultRecord {
-                spec: FaultSpec {
-                    kind: FaultKind::Kill,
-                    at: Duration::from_secs(2),
-                    down: Duration::from_secs(2),
-                },
+                spec: FaultSpec::new(
+                    FaultKind::Kill,
+                    Duration::from_secs(2),
+                    Duration::from_secs(2),
+                ),
                 action_started_at_ms: 2_000.0,
                 injected_at_ms: 2_000.0,
                 restored_at_ms: Some(4_000.0),
                 actions: vec!["kill -KILL 1".into()],
                 error: None,
             }],
+            bursts: vec![],
             requests,
             probes,
             writes: vec![
@@ -936,6 +1120,120 @@ mod tests {
         max_recovery_ms: 5_000.0,
         min_fast_503_share: 0.0,
     };
+
+    /// The fixture's fault turned into `kind` (same window, same probes and requests).
+    fn as_kind(kind: FaultKind) -> RunRecord {
+        let mut r = run();
+        r.faults[0].spec =
+            crate::schedule::FaultSpec::new(kind, r.faults[0].spec.at, r.faults[0].spec.down);
+        r
+    }
+
+    #[test]
+    fn a_slow_database_is_a_degraded_phase_that_must_not_fail_anything() {
+        // The fixture's fault window holds 503s and a readiness 503: as a latency fault,
+        // that is a failure of the service.
+        let r = as_kind(FaultKind::Latency);
+        let w = windows(&r);
+        assert_eq!(phase_at(&w, 2_000.0), Phase::Degraded);
+        let a = analyse(&r, LIMITS);
+        let f = &a.faults[0];
+        assert_eq!(
+            f.failed_requests, 20,
+            "every request of the window got a 503"
+        );
+        assert!(f.readiness_not_200 > 0);
+        let c = a
+            .checks
+            .iter()
+            .find(|c| c.name.starts_with("a slow database is not an outage"))
+            .expect("the degraded check");
+        assert!(!c.passed, "{c:?}");
+        assert!(c.detail.contains("20 requests failed"), "{}", c.detail);
+        assert!(!a.passed);
+        let degraded = a
+            .phases
+            .iter()
+            .find(|p| p.phase == Phase::Degraded)
+            .unwrap();
+        assert_eq!(degraded.duration_ms, 2_000.0);
+        // Nothing to detect: the detection check passes without it.
+        assert!(
+            a.checks
+                .iter()
+                .any(|c| c.name.starts_with("every outage") && c.passed)
+        );
+    }
+
+    #[test]
+    fn a_slow_database_served_without_trouble_passes() {
+        let mut r = as_kind(FaultKind::Bandwidth);
+        for q in &mut r.requests {
+            q.status = 200;
+        }
+        for p in &mut r.probes {
+            p.status = 200;
+        }
+        let a = analyse(&r, LIMITS);
+        assert!(a.passed, "{:#?}", a.checks);
+        assert_eq!(a.faults[0].failed_requests, 0);
+    }
+
+    #[test]
+    fn a_blackhole_must_be_detected_like_a_freeze() {
+        let a = analyse(&as_kind(FaultKind::Timeout), LIMITS);
+        assert!(a.passed, "{:#?}", a.checks);
+        let tight = Limits {
+            max_detection_ms: 200.0,
+            ..LIMITS
+        };
+        let a = analyse(&as_kind(FaultKind::ResetPeer), tight);
+        let c = a
+            .checks
+            .iter()
+            .find(|c| c.name.starts_with("every outage"))
+            .unwrap();
+        assert!(!c.passed && c.detail.contains("reset_peer"), "{c:?}");
+    }
+
+    #[test]
+    fn a_burst_must_leave_readiness_and_the_breaker_alone() {
+        let mut r = run();
+        let burst = |from: f64, to: f64| crate::record::BurstRecord {
+            spec: Some(crate::schedule::FaultSpec::new(
+                FaultKind::Burst,
+                std::time::Duration::from_millis(from as u64),
+                std::time::Duration::from_millis((to - from) as u64),
+            )),
+            started_at_ms: from,
+            ended_at_ms: to,
+            ok: 100,
+            unavailable: 40,
+            unavailable_p99_ms: Some(3.0),
+            ..Default::default()
+        };
+        // During the healthy end of the run: fine.
+        r.bursts = vec![burst(6_000.0, 8_000.0)];
+        let a = analyse(&r, LIMITS);
+        assert!(a.passed, "{:#?}", a.checks);
+        let b = &a.bursts[0];
+        assert_eq!((b.connections, b.ok_per_s), (300, 50.0));
+        assert_eq!((b.readiness_samples, b.readiness_not_200), (20, 0));
+        // Over the readiness 503s: the burst check fails and says how often.
+        r.bursts = vec![burst(2_000.0, 5_000.0)];
+        let a = analyse(&r, LIMITS);
+        let c = a
+            .checks
+            .iter()
+            .find(|c| c.name.starts_with("a burst"))
+            .unwrap();
+        assert!(!c.passed && c.detail.contains("not 200 in 22/30"), "{c:?}");
+        // A burst that could not run is no pass either.
+        let mut broken = burst(6_000.0, 6_000.0);
+        broken.error = Some("registering the burst reader answered 503".into());
+        r.bursts = vec![broken];
+        assert!(!analyse(&r, LIMITS).passed);
+    }
 
     #[test]
     fn percentiles_use_the_nearest_rank() {

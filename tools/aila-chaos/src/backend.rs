@@ -2,7 +2,8 @@
 //!
 //! - [`LocalDatabase`]: a FerretDB (or `mongod`) process the tool starts on a free port
 //!   with a scratch data folder; kill is SIGKILL, freeze is SIGSTOP/SIGCONT, restart is
-//!   SIGTERM then start again on the same port and data.
+//!   SIGTERM then start again on the same port and data. With gray faults in the schedule,
+//!   Toxiproxy sits between the service and it ([`crate::network`]).
 //! - [`Compose`]: the `mongo` service of `docker compose`: `kill -s SIGKILL` / `start`,
 //!   `pause` / `unpause`, `stop` / `start`.
 
@@ -10,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::schedule::FaultKind;
+use crate::network::NetworkFaults;
+use crate::schedule::{FaultKind, FaultSpec};
 
 /// How long a database may take to accept connections after it is started.
 const START_DEADLINE: Duration = Duration::from_secs(30);
@@ -32,7 +34,7 @@ pub fn signal(pid: u32, sig: &str) -> Result<(), String> {
 /// Makes `cmd`'s process die with the tool, even when the tool itself is killed (SIGKILL
 /// from a test harness's timeout, say), so no database or service is left behind holding
 /// its port.
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;
@@ -161,6 +163,9 @@ impl LocalDatabase {
     pub async fn inject(&mut self, kind: FaultKind) -> Result<Vec<String>, String> {
         let pid = self.pid()?;
         match kind {
+            k if k.needs_proxy() || k == FaultKind::Burst => {
+                Err(format!("a {k} is not done to the database process"))
+            }
             FaultKind::Kill => {
                 let mut child = self.child.take().expect("running");
                 let killed = child.kill();
@@ -173,7 +178,7 @@ impl LocalDatabase {
                 self.frozen = true;
                 Ok(vec![format!("kill -STOP {pid}")])
             }
-            FaultKind::Restart => {
+            _ => {
                 signal(pid, "TERM")?;
                 let mut child = self.child.take().expect("running");
                 let exited = wait_exit(&mut child, Duration::from_secs(10)).await;
@@ -191,13 +196,16 @@ impl LocalDatabase {
     /// Undoes the fault: starts the server again (and waits until it accepts) or thaws it.
     pub async fn restore(&mut self, kind: FaultKind) -> Result<Vec<String>, String> {
         match kind {
+            k if k.needs_proxy() || k == FaultKind::Burst => {
+                Err(format!("a {k} is not done to the database process"))
+            }
             FaultKind::Freeze => {
                 let pid = self.pid()?;
                 signal(pid, "CONT")?;
                 self.frozen = false;
                 Ok(vec![format!("kill -CONT {pid}")])
             }
-            FaultKind::Kill | FaultKind::Restart => {
+            _ => {
                 self.spawn().await?;
                 Ok(vec![format!(
                     "start {} (pid {})",
@@ -274,6 +282,9 @@ impl Compose {
             FaultKind::Kill => (&["kill", "-s", "SIGKILL"], &["start"]),
             FaultKind::Freeze => (&["pause"], &["unpause"]),
             FaultKind::Restart => (&["stop"], &["start"]),
+            // Not compose's to do (refused before the run): the network faults need the
+            // local back-end's Toxiproxy, a burst is load.
+            _ => return (Vec::new(), Vec::new()),
         };
         (self.args(inject), self.args(restore))
     }
@@ -340,8 +351,14 @@ impl Compose {
 
 /// Either back-end.
 pub enum Backend {
-    /// Local processes.
-    Local(LocalDatabase),
+    /// Local processes: the database, and Toxiproxy in front of it when the schedule has
+    /// gray faults.
+    Local {
+        /// The database process.
+        db: LocalDatabase,
+        /// Toxiproxy, when the service reaches the database through it.
+        network: Option<NetworkFaults>,
+    },
     /// docker compose.
     Compose(Compose),
 }
@@ -350,24 +367,39 @@ impl Backend {
     /// `local` or `compose`.
     pub fn name(&self) -> &'static str {
         match self {
-            Backend::Local(_) => "local",
+            Backend::Local { .. } => "local",
             Backend::Compose(_) => "compose",
         }
     }
 
+    fn network(network: &Option<NetworkFaults>) -> Result<&NetworkFaults, String> {
+        network.as_ref().ok_or_else(|| {
+            "gray faults need Toxiproxy between the service and the database (local back-end)"
+                .to_string()
+        })
+    }
+
     /// Puts the fault in place.
-    pub async fn inject(&mut self, kind: FaultKind) -> Result<Vec<String>, String> {
+    pub async fn inject(&mut self, spec: &FaultSpec) -> Result<Vec<String>, String> {
         match self {
-            Backend::Local(db) => db.inject(kind).await,
-            Backend::Compose(c) => c.inject(kind).await,
+            Backend::Local { network, .. } if spec.kind.needs_proxy() => {
+                Self::network(network)?.inject(spec).await
+            }
+            Backend::Local { db, .. } => db.inject(spec.kind).await,
+            Backend::Compose(_) if spec.kind.needs_proxy() => Self::network(&None).map(|_| vec![]),
+            Backend::Compose(c) => c.inject(spec.kind).await,
         }
     }
 
     /// Undoes it.
-    pub async fn restore(&mut self, kind: FaultKind) -> Result<Vec<String>, String> {
+    pub async fn restore(&mut self, spec: &FaultSpec) -> Result<Vec<String>, String> {
         match self {
-            Backend::Local(db) => db.restore(kind).await,
-            Backend::Compose(c) => c.restore(kind).await,
+            Backend::Local { network, .. } if spec.kind.needs_proxy() => {
+                Self::network(network)?.restore(spec).await
+            }
+            Backend::Local { db, .. } => db.restore(spec.kind).await,
+            Backend::Compose(_) if spec.kind.needs_proxy() => Self::network(&None).map(|_| vec![]),
+            Backend::Compose(c) => c.restore(spec.kind).await,
         }
     }
 }

@@ -1,10 +1,14 @@
 //! `aila-chaos`: runs a mixed load against the AÏLA API while the database is killed,
-//! frozen and restarted on a schedule, then proves nothing acknowledged was lost.
+//! frozen and restarted, or its network slowed, blackholed and reset, on a schedule, with
+//! bursts of extra load; then proves nothing acknowledged was lost.
 //!
 //! # Layout
-//! - [`schedule`]: the fault schedule (`kill@8s+4s,freeze@20s+4s,restart@32s`, or cycles).
+//! - [`schedule`]: the fault schedule (`kill@8s+4s,latency:200ms@20s+8s,burst:300@30s+10s`,
+//!   or cycles).
 //! - [`backend`]: hurting the database: local processes (FerretDB or `mongod`, started by
 //!   the tool) or `docker compose`; and the service process when the tool starts it.
+//! - [`network`]: gray faults through Toxiproxy between the service and the database.
+//! - [`burst`]: the `burst` load step.
 //! - [`load`]: virtual users (register, log in, persons, links, trees, notifications) at a
 //!   shared rate; writes carry unique markers; the read-back verification.
 //! - [`probe`]: `/health` and `/readiness` polled every ~100 ms.
@@ -19,7 +23,9 @@
 
 mod analysis;
 mod backend;
+mod burst;
 mod load;
+mod network;
 mod probe;
 mod record;
 mod report;
@@ -108,6 +114,17 @@ struct Args {
     #[arg(long)]
     db_port: Option<u16>,
 
+    /// toxiproxy-server binary, for gray faults (local back-end). Default: $TOXIPROXY_BIN,
+    /// else .tools/bin/toxiproxy-server (`scripts/build-tools.sh toxiproxy` builds it).
+    #[arg(long)]
+    toxiproxy: Option<PathBuf>,
+
+    /// Port of the Toxiproxy proxy in front of the database, with gray faults (default: a
+    /// free one). Fix it to test a service you started yourself: its MONGO_URL then names
+    /// this port.
+    #[arg(long)]
+    proxy_port: Option<u16>,
+
     /// docker compose file (compose back-end; default: docker compose's own choice).
     #[arg(long)]
     compose_file: Option<PathBuf>,
@@ -124,8 +141,10 @@ struct Args {
     #[arg(long, default_value = "60s", value_parser = schedule::parse_duration)]
     duration: Duration,
 
-    /// Faults: KIND@AT[+DOWN],... with KIND kill, freeze or restart, e.g.
-    /// `kill@8s+4s,freeze@20s+4s,restart@32s`. Default: --cycles.
+    /// Faults: KIND[:AMOUNT]@AT[+FOR],... with KIND kill, freeze, restart (the database
+    /// process), latency, timeout (blackhole), reset_peer, bandwidth, slicer (its network,
+    /// through Toxiproxy) or burst (extra connections), e.g.
+    /// `kill@8s+4s,latency:200ms@16s+8s,timeout@28s+4s,burst:300@36s+10s`. Default: --cycles.
     #[arg(long)]
     schedule: Option<String>,
 
@@ -258,6 +277,11 @@ async fn main() -> ExitCode {
     if let Err(e) = schedule::check_fits(&faults, args.duration, SETTLE) {
         return fail(e);
     }
+    if args.backend == BackendKind::Compose && schedule::needs_proxy(&faults) {
+        return fail(
+            "gray faults (latency, timeout, reset_peer, bandwidth, slicer) need the local back-end: Toxiproxy sits between the service and the database it starts",
+        );
+    }
     if args.rate <= 0.0 || args.users == 0 {
         return fail("--rate and --users must be positive");
     }
@@ -303,6 +327,31 @@ fn print_plan(args: &Args, faults: &[FaultSpec], compose: &Compose) {
     );
     println!("schedule: {}", schedule::to_text(faults));
     for f in faults {
+        if f.kind == schedule::FaultKind::Burst {
+            println!(
+                "  at {:>6}: {} extra connections reading GET /api/tree until {}",
+                schedule::show(f.at),
+                f.amount.unwrap_or(0),
+                schedule::show(f.back_at())
+            );
+            continue;
+        }
+        if f.kind.needs_proxy() {
+            for t in network::toxics(f) {
+                println!(
+                    "  at {:>6}: toxiproxy: add {} {} {}",
+                    schedule::show(f.at),
+                    t.kind,
+                    t.stream.as_str(),
+                    t.attributes
+                );
+            }
+            println!(
+                "  at {:>6}: toxiproxy: remove them",
+                schedule::show(f.back_at())
+            );
+            continue;
+        }
         match args.backend {
             BackendKind::Compose => {
                 let (inject, restore) = compose.commands(f.kind);
@@ -325,9 +374,7 @@ fn print_plan(args: &Args, faults: &[FaultSpec], compose: &Compose) {
                     schedule::FaultKind::Freeze => {
                         ("kill -STOP <database pid>", "kill -CONT <database pid>")
                     }
-                    schedule::FaultKind::Restart => {
-                        ("kill -TERM <database pid>", "start the database again")
-                    }
+                    _ => ("kill -TERM <database pid>", "start the database again"),
                 };
                 println!("  at {:>6}: {inject}", schedule::show(f.at));
                 println!("  at {:>6}: {restore}", schedule::show(f.back_at()));
@@ -375,14 +422,38 @@ async fn run(
             };
             let db = LocalDatabase::start(binary, args.db_port, &out.join("database.log")).await?;
             eprintln!("aila-chaos: database: {}", db.describe());
-            Backend::Local(db)
+            let network = if schedule::needs_proxy(&faults) {
+                let bin = args
+                    .toxiproxy
+                    .clone()
+                    .or_else(|| std::env::var_os("TOXIPROXY_BIN").map(PathBuf::from))
+                    .unwrap_or_else(|| source_tree().join(".tools/bin/toxiproxy-server"));
+                if !bin.exists() {
+                    return Err(format!(
+                        "Toxiproxy is not built ({} missing): run `scripts/build-tools.sh toxiproxy`, or pass --toxiproxy PATH",
+                        bin.display()
+                    ));
+                }
+                let upstream = db.url().trim_start_matches("mongodb://").to_string();
+                let n = network::NetworkFaults::start(
+                    &bin,
+                    &upstream,
+                    args.proxy_port.unwrap_or(0),
+                    &out.join("toxiproxy.log"),
+                )?;
+                eprintln!("aila-chaos: network: {}", n.describe());
+                Some(n)
+            } else {
+                None
+            };
+            Backend::Local { db, network }
         }
     };
     let mut service: Option<ServiceProcess> = None;
     let url = match (&args.url, &backend) {
         (Some(u), _) => u.trim_end_matches('/').to_string(),
         (None, Backend::Compose(_)) => "http://localhost:8001".to_string(),
-        (None, Backend::Local(db)) => {
+        (None, Backend::Local { db, network }) => {
             // Absolute: the service runs in an empty scratch folder.
             let bin = service_bin_path(args.service_bin.clone());
             let bin = std::fs::canonicalize(&bin).map_err(|e| {
@@ -395,7 +466,8 @@ async fn run(
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-            env.push(("MONGO_URL".into(), db.url()));
+            let db_url = network.as_ref().map_or_else(|| db.url(), |n| n.url());
+            env.push(("MONGO_URL".into(), db_url));
             env.push(("DB_NAME".into(), format!("aila_chaos_{run_id}")));
             env.push(("JWT_SECRET".into(), format!("chaos-secret-{run_id}")));
             for (k, v) in &service_env {
@@ -415,6 +487,11 @@ async fn run(
         }
     };
     probe::wait_ready(&url, args.ready_timeout).await?;
+    let burst_reader = if faults.iter().any(|f| f.kind == schedule::FaultKind::Burst) {
+        burst::register_reader(&url, &run_id).await
+    } else {
+        Err("no burst".to_string())
+    };
     eprintln!(
         "aila-chaos: ready; {} of load at {} req/s, {} users; faults: {}",
         schedule::show(args.duration),
@@ -477,9 +554,34 @@ async fn run(
         .map(|u| tokio::spawn(load.clone().run_user(u)))
         .collect();
 
+    // The bursts, each on its own clock.
+    let bursts: Vec<_> = faults
+        .iter()
+        .filter(|f| f.kind == schedule::FaultKind::Burst)
+        .map(|spec| {
+            let spec = *spec;
+            let url = url.clone();
+            let reader = burst_reader.clone();
+            let timeout = args.request_timeout;
+            tokio::spawn(async move {
+                match reader {
+                    Ok(token) => burst::run(url, token, spec, clock, timeout).await,
+                    Err(e) => record::BurstRecord {
+                        spec: Some(spec),
+                        error: Some(e),
+                        ..Default::default()
+                    },
+                }
+            })
+        })
+        .collect();
+
     // The faults, on schedule.
     let mut fault_records = Vec::new();
-    for spec in &faults {
+    for spec in faults
+        .iter()
+        .filter(|f| f.kind != schedule::FaultKind::Burst)
+    {
         tokio::time::sleep_until(clock.t0() + spec.at).await;
         let mut rec = FaultRecord {
             spec: *spec,
@@ -489,7 +591,7 @@ async fn run(
             actions: Vec::new(),
             error: None,
         };
-        match backend.inject(spec.kind).await {
+        match backend.inject(spec).await {
             Ok(done) => rec.actions.extend(done),
             Err(e) => rec.error = Some(format!("inject: {e}")),
         }
@@ -502,7 +604,7 @@ async fn run(
             rec.actions.join("; ")
         );
         tokio::time::sleep_until(clock.t0() + spec.back_at()).await;
-        match backend.restore(spec.kind).await {
+        match backend.restore(spec).await {
             Ok(done) => {
                 rec.restored_at_ms = Some(clock.now_ms());
                 rec.actions.extend(done);
@@ -516,14 +618,19 @@ async fn run(
             }
         }
         eprintln!(
-            "aila-chaos: {:>7.1} s  database back{}",
+            "aila-chaos: {:>7.1} s  {} undone{}",
             clock.now_ms() / 1000.0,
+            spec.kind,
             rec.error
                 .as_deref()
                 .map(|e| format!(" FAILED: {e}"))
                 .unwrap_or_default()
         );
         fault_records.push(rec);
+    }
+    let mut burst_records = Vec::new();
+    for b in bursts {
+        burst_records.push(b.await.map_err(|e| format!("a burst panicked: {e}"))?);
     }
     tokio::time::sleep_until(clock.t0() + args.duration).await;
     let _ = stop_load_tx.send(true);
@@ -576,7 +683,7 @@ async fn run(
             service_record.final_exit = Some(how);
         }
     }
-    if let Backend::Local(db) = &mut backend {
+    if let Backend::Local { db, .. } = &mut backend {
         db.stop();
     }
 
@@ -602,6 +709,7 @@ async fn run(
         }),
         duration_ms,
         faults: fault_records,
+        bursts: burst_records,
         requests,
         probes: probe_records,
         writes,

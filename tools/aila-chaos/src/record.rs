@@ -102,6 +102,47 @@ pub struct FaultRecord {
     pub error: Option<String>,
 }
 
+/// One load burst as it happened: its extra connections' answers, summed up (one record per
+/// request would dwarf the rest of the file).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BurstRecord {
+    /// As planned (`amount`: connections).
+    pub spec: Option<FaultSpec>,
+    /// When its connections started sending.
+    pub started_at_ms: f64,
+    /// When the last of them stopped.
+    pub ended_at_ms: f64,
+    /// Requests answered 2xx.
+    pub ok: u64,
+    /// Requests answered 503 (shed or refused).
+    pub unavailable: u64,
+    /// Other answers (4xx, other 5xx).
+    pub other: u64,
+    /// Requests with no answer (connection refused or reset, timeout).
+    pub failed: u64,
+    /// Latency of the 2xx answers: median and 99th percentile.
+    pub ok_p50_ms: Option<f64>,
+    /// See `ok_p50_ms`.
+    pub ok_p99_ms: Option<f64>,
+    /// Latency of the 503 answers, 99th percentile.
+    pub unavailable_p99_ms: Option<f64>,
+    /// Why it could not run, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl BurstRecord {
+    /// 2xx answers per second while it ran.
+    pub fn ok_per_s(&self) -> f64 {
+        let secs = (self.ended_at_ms - self.started_at_ms) / 1000.0;
+        if secs > 0.0 {
+            self.ok as f64 / secs
+        } else {
+            0.0
+        }
+    }
+}
+
 impl FaultRecord {
     /// The fault's kind.
     pub fn kind(&self) -> FaultKind {
@@ -202,8 +243,11 @@ pub struct RunRecord {
     pub settings: serde_json::Value,
     /// How long the load ran.
     pub duration_ms: f64,
-    /// The faults.
+    /// The faults of the database and its network, in order (bursts apart).
     pub faults: Vec<FaultRecord>,
+    /// The load bursts.
+    #[serde(default)]
+    pub bursts: Vec<BurstRecord>,
     /// Every load request.
     pub requests: Vec<RequestRecord>,
     /// Every probe answer.

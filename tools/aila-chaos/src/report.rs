@@ -34,12 +34,12 @@ pub fn summary(record: &RunRecord, a: &Analysis) -> String {
     );
     let _ = writeln!(
         s,
-        "\nfaults (detection: fault -> /readiness 503; recovery: database back -> first 2xx):"
+        "\nfaults (detection: fault -> /readiness 503; recovery: fault undone -> first 2xx):"
     );
     for f in &a.faults {
         let _ = writeln!(
             s,
-            "  #{:<2} {:<8} at {:>6.1} s, database back after {:>6}: detected in {:>8}, recovered in {:>8}, ready again in {:>8}; outage 503s {} ({} under 50 ms){}",
+            "  #{:<2} {:<10} at {:>6.1} s, undone after {:>6}: detected in {:>8}, recovered in {:>8}, ready again in {:>8}; outage 503s {} ({} under 50 ms){}",
             f.number,
             f.kind,
             f.injected_at_ms / 1000.0,
@@ -50,6 +50,46 @@ pub fn summary(record: &RunRecord, a: &Analysis) -> String {
             f.outage_statuses.unavailable,
             f.fast_503,
             f.error
+                .as_deref()
+                .map(|e| format!(" ERROR: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    for f in a
+        .faults
+        .iter()
+        .filter(|f| f.failed_requests + f.readiness_not_200 + f.breaker_not_closed > 0)
+    {
+        let _ = writeln!(
+            s,
+            "  #{:<2} {:<8} while in force: {} requests failed (5xx or no answer), {} /readiness not 200, {} /health with the breaker not closed",
+            f.number, f.kind, f.failed_requests, f.readiness_not_200, f.breaker_not_closed
+        );
+    }
+    if !a.bursts.is_empty() {
+        let _ = writeln!(s, "\nbursts (extra connections reading GET /api/tree):");
+    }
+    for b in &a.bursts {
+        let r = &b.record;
+        let _ = writeln!(
+            s,
+            "  #{:<2} {} connections at {:>6.1} s for {:.1} s: {} 2xx ({:.1}/s, p50 {}, p99 {}), {} 503 (p99 {}), {} other, {} no answer; /readiness not 200 in {}/{} samples, breaker not closed in {} /health samples{}",
+            b.number,
+            b.connections,
+            r.started_at_ms / 1000.0,
+            (r.ended_at_ms - r.started_at_ms) / 1000.0,
+            r.ok,
+            b.ok_per_s,
+            ms(r.ok_p50_ms),
+            ms(r.ok_p99_ms),
+            r.unavailable,
+            ms(r.unavailable_p99_ms),
+            r.other,
+            r.failed,
+            b.readiness_not_200,
+            b.readiness_samples,
+            b.breaker_not_closed,
+            r.error
                 .as_deref()
                 .map(|e| format!(" ERROR: {e}"))
                 .unwrap_or_default()

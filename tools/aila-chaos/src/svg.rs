@@ -9,12 +9,15 @@
 //!    `/health` (200 green, anything else black).
 //!
 //! Each fault's outage is shaded red across all bands and labelled; its recovery (database
-//! back, service not ready yet) is shaded amber.
+//! back, service not ready yet) is shaded amber. A fault that only slows the database
+//! (latency, bandwidth, slicer) is shaded blue; a load burst is a blue bar with its number
+//! of connections above the requests band.
 
 use std::fmt::Write;
 
 use crate::analysis::{Analysis, Window, is_auth, percentile, windows};
 use crate::record::{ProbeKind, ProbeRecord, RunRecord};
+use crate::schedule::{Effect, FaultKind};
 
 const WIDTH: f64 = 1200.0;
 const LEFT: f64 = 78.0;
@@ -36,6 +39,7 @@ const AMBER: &str = "#f9a825";
 const PURPLE: &str = "#8e24aa";
 const BLACK: &str = "#212121";
 const GREY: &str = "#bdbdbd";
+const BLUE: &str = "#1e88e5";
 
 /// The colour of a status class.
 fn status_colour(status: u16) -> &'static str {
@@ -198,9 +202,14 @@ fn shading(s: &mut String, sc: &Scale, wins: &[Window], record: &RunRecord) {
     for (w, f) in wins.iter().zip(&record.faults) {
         let x0 = sc.x(w.start_ms);
         let x1 = sc.x(w.back_ms).max(x0 + 1.5);
+        let (class, colour, ink) = if w.effect == Effect::Degraded {
+            ("degraded", BLUE, "#0d47a1")
+        } else {
+            ("fault", RED, "#b71c1c")
+        };
         let _ = writeln!(
             s,
-            r#"<rect class="fault" x="{x0:.1}" y="{top}" width="{:.1}" height="{:.1}" fill="{RED}" fill-opacity="0.13"/>"#,
+            r#"<rect class="{class}" x="{x0:.1}" y="{top}" width="{:.1}" height="{:.1}" fill="{colour}" fill-opacity="0.13"/>"#,
             x1 - x0,
             bottom - top
         );
@@ -214,16 +223,36 @@ fn shading(s: &mut String, sc: &Scale, wins: &[Window], record: &RunRecord) {
             );
         }
         let down = (w.back_ms - w.start_ms) / 1000.0;
+        let name = match (f.kind(), f.spec.amount) {
+            (FaultKind::Latency, Some(ms)) => format!("latency +{ms} ms"),
+            (FaultKind::Bandwidth, Some(kb)) => format!("bandwidth {kb} KB/s"),
+            (FaultKind::Slicer, Some(b)) => format!("slicer {b} B"),
+            (k, _) => k.to_string(),
+        };
         let label = if down >= 0.1 {
-            format!("{} {down:.1} s", f.kind())
+            format!("{name} {down:.1} s")
         } else {
-            f.kind().to_string()
+            name
         };
         let _ = writeln!(
             s,
-            r##"<text x="{:.1}" y="{:.1}" font-size="11" fill="#b71c1c" font-weight="bold">{label}</text>"##,
+            r##"<text x="{:.1}" y="{:.1}" font-size="11" fill="{ink}" font-weight="bold">{}</text>"##,
             x0 + 3.0,
             RPS_TOP + 12.0,
+            escape(&label)
+        );
+    }
+    for b in &record.bursts {
+        let x0 = sc.x(b.started_at_ms);
+        let x1 = sc.x(b.ended_at_ms).max(x0 + 1.5);
+        let connections = b.spec.and_then(|s| s.amount).unwrap_or(0);
+        let _ = writeln!(
+            s,
+            r##"<rect class="burst" x="{x0:.1}" y="{:.1}" width="{:.1}" height="6" fill="{BLUE}"/><text x="{:.1}" y="{:.1}" font-size="11" fill="#0d47a1" font-weight="bold">burst {connections} conn.</text>"##,
+            top - 8.0,
+            x1 - x0,
+            x0 + 3.0,
+            top - 11.0,
         );
     }
 }
@@ -549,6 +578,7 @@ fn legend(s: &mut String) {
         0.3,
         "recovery (database back, not ready)",
     );
+    item(s, &mut x, y1, BLUE, 0.25, "degraded (slow database)");
     let y2 = HEIGHT - 12.0;
     let mut x = LEFT;
     text(s, &mut x, y2, "breaker:");
@@ -616,6 +646,25 @@ mod tests {
         );
         // The outage's 503s are drawn red.
         assert!(svg.contains(&format!("fill=\"{RED}\"")));
+    }
+
+    #[test]
+    fn gray_faults_are_shaded_blue_and_bursts_drawn_with_their_size() {
+        let mut run = fixture::run();
+        run.faults[0].spec = crate::schedule::parse_schedule("latency:200ms@2s+2s").unwrap()[0];
+        run.bursts = vec![crate::record::BurstRecord {
+            spec: Some(crate::schedule::parse_schedule("burst:300@6s+2s").unwrap()[0]),
+            started_at_ms: 6_000.0,
+            ended_at_ms: 8_000.0,
+            ..Default::default()
+        }];
+        let svg = render(&run, &analyse(&run, LIMITS));
+        assert_eq!(svg.matches("class=\"degraded\"").count(), 1);
+        assert_eq!(svg.matches("class=\"fault\"").count(), 0);
+        assert!(svg.contains(">latency +200 ms 2.0 s<"), "fault label");
+        assert_eq!(svg.matches("class=\"burst\"").count(), 1);
+        assert!(svg.contains(">burst 300 conn.<"));
+        assert!(svg.contains("degraded (slow database)"), "legend");
     }
 
     #[test]

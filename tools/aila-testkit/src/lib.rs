@@ -8,9 +8,12 @@
 //! - [`replica_set`]: three members of a replica set, as the drivers see it, in front of
 //!   one server (member down, step-down).
 //! - [`workspace`]: the workspace root and the binaries cargo built next to the caller.
+//! - [`toxiproxy`]: the Toxiproxy server process and its API (network faults between the
+//!   service and its database).
 
 pub mod local_db;
 pub mod replica_set;
+pub mod toxiproxy;
 pub mod workspace;
 
 pub use local_db::ServerBinary;
