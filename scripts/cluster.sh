@@ -8,7 +8,8 @@
 #   scripts/cluster.sh status   # processes, node, pods, Service address
 #   scripts/cluster.sh down     # stop everything it started, clean up the host
 #   scripts/cluster.sh env      # prints `export KUBECONFIG=...` and the Service address
-#   scripts/cluster.sh deps     # only install the packages and build the binaries (CI)
+#   scripts/cluster.sh deps     # only install the packages and build the binaries
+#   scripts/cluster.sh packages # only install the Debian packages
 #
 # Needs root and Linux (containerd and the kubelet manage cgroups, mounts and iptables).
 # Installs Debian's containerd, runc, containernetworking-plugins and iptables when missing.
@@ -366,6 +367,8 @@ build_images() {
 	local r="$images/rootfs-api"
 	mkdir -p "$r/app" "$r/tmp"
 	add_binary "$r" "$api" /usr/local/bin/aila-api
+	# A debug build carries ~250 MB of debug info: not needed in the image (faster import).
+	command -v strip >/dev/null && strip --strip-debug "$r/usr/local/bin/aila-api"
 	local hc
 	hc="$(dirname "$api")/aila-healthcheck"
 	[[ -x "$hc" ]] && add_binary "$r" "$hc" /usr/local/bin/aila-healthcheck
@@ -602,7 +605,12 @@ cmd_down() {
 	local t0=$SECONDS
 	# Pods first, through the kubelet, so their networks are torn down by CNI.
 	if pid_of kube-apiserver >/dev/null && pid_of kubelet >/dev/null; then
-		kctl delete namespace "$APP_NS" "$DB_NS" --grace-period=1 --wait=false >/dev/null 2>&1 || true
+		# A terminating namespace accepts no new pod; its pods go with a short grace period.
+		kctl delete namespace "$APP_NS" "$DB_NS" --wait=false >/dev/null 2>&1 || true
+		local ns
+		for ns in "$APP_NS" "$DB_NS"; do
+			kctl -n "$ns" delete pods --all --grace-period=1 --wait=false >/dev/null 2>&1 || true
+		done
 		wait_until 30 "the pods to stop" no_pod_tasks || true
 	fi
 	local i
@@ -697,8 +705,12 @@ deps)
 	install_packages
 	build_binaries
 	;;
+packages)
+	check_host
+	install_packages
+	;;
 *)
-	echo "usage: $0 up [--without-database]|down|status|env|deps" >&2
+	echo "usage: $0 up [--without-database]|down|status|env|deps|packages" >&2
 	exit 2
 	;;
 esac

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: builds what is missing (FerretDB, Jaeger and
-# its web UI), installs the Python packages the compatibility tests use (bcrypt, PyJWT)
-# and the Debian packages the observability tests drive (prometheus, chromium), then runs
-# every Rust test against real server processes.
+# its web UI, and as root the local Kubernetes cluster's binaries and Debian packages),
+# installs the Python packages the compatibility tests use (bcrypt, PyJWT) and the Debian
+# packages the observability tests drive (prometheus, chromium), then runs every Rust test
+# against real server processes (tests/cluster on a real one-node Kubernetes).
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh -- NAME    # extra arguments go to `cargo test`
@@ -25,6 +26,13 @@ if [[ -z "${MONGOD_BIN:-}" ]]; then
 fi
 scripts/build-tools.sh jaeger &
 builds+=($!)
+# The cluster tests (tests/cluster) need root; elsewhere they skip with a message. Their
+# Debian packages now (apt-get, one at a time), their Go build alongside the others.
+if [[ "$(uname -s)" == Linux && "$(id -u)" -eq 0 ]]; then
+	scripts/cluster.sh packages
+	scripts/build-tools.sh kubernetes &
+	builds+=($!)
+fi
 
 if ! python3 -c 'import bcrypt, jwt' 2>/dev/null; then
 	echo "test: installing bcrypt and PyJWT for the compatibility tests"
