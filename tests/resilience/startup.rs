@@ -76,7 +76,10 @@ async fn serving_stays_200_without_a_database_and_turns_503_when_shutdown_begins
     let draining = app.get("/serving", None).await;
     assert_eq!(draining.status, 503, "{:?}", draining.body);
     assert_eq!(draining.str("status"), "not_serving");
-    assert_eq!(draining.body["reasons"], serde_json::json!(["shutting down"]));
+    assert_eq!(
+        draining.body["reasons"],
+        serde_json::json!(["shutting down"])
+    );
     app.stop().await;
     assert_eq!(
         aila_api::http::probes::serving_refusals(&ctx),
