@@ -261,16 +261,18 @@ pub fn serving_refusals(ctx: &AppContext) -> Vec<String> {
 }
 
 /// The overload part of [`serving_refusals`]: `Some(why)` while this process refuses
-/// every request because of its own load, so that new clients go to other replicas.
-///
-/// Nothing refuses everything yet, so this is `None`. The admission controller (issue 11)
-/// answers here from the state it publishes (no I/O, like every probe): `Some` only while
-/// it rejects all requests (every admission slot taken and its queue full, sustained over
-/// its sampling window), never while it sheds part of the traffic. A replica that sheds
-/// some requests still answers each client with a fast 503 + `Retry-After`; taking it out
-/// of the endpoints would only move its load onto the others.
-pub fn overload_refusal(_ctx: &AppContext) -> Option<String> {
-    None
+/// (almost) every request because of its own load, so that new clients go to other
+/// replicas. Read from admission control's published state
+/// ([`crate::resilience::admission::Admission::overloaded`]: at least 90 % of at least 20
+/// calls shed in a recent second; two atomic reads, no I/O). A replica that sheds only part
+/// of its traffic keeps serving: it still answers each client with a fast 503 +
+/// `Retry-After`, and taking it out of the endpoints would only move its load onto the
+/// others.
+pub fn overload_refusal(ctx: &AppContext) -> Option<String> {
+    ctx.gateway
+        .admission()
+        .overloaded()
+        .then(|| "overloaded: shedding almost every database call".to_string())
 }
 
 /// The service routes.
