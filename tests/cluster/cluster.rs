@@ -31,8 +31,13 @@ pub fn cannot_run_kubelet() -> Option<String> {
     if !cfg!(target_os = "linux") {
         return Some("not Linux".into());
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective_uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .unwrap_or("unknown");
+    if effective_uid != "0" {
         return Some(
             "not root: containerd and the kubelet need root (cgroups, mounts, network namespaces, iptables)"
                 .into(),
