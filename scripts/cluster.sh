@@ -446,7 +446,7 @@ start_node() {
 		--authentication-kubeconfig "$dir/kubeconfig" --authorization-kubeconfig "$dir/kubeconfig" \
 		--bind-address "$NODE_IP" --secure-port 4443 --cert-dir "$dir/metrics-server" \
 		--kubelet-insecure-tls --kubelet-preferred-address-types InternalIP --kubelet-use-node-status-port \
-		--metric-resolution 10s
+		--metric-resolution 10s --kubelet-request-timeout 5s
 	wait_until 60 "node $NODE Ready" node_ready
 }
 
