@@ -385,6 +385,18 @@ async fn database_killed(c: &Cluster, state: &mut State) -> Result<(), String> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let killed_at = load.elapsed();
     let outage = async {
+        // Killed, and kept away 10 s (a pod the StatefulSet replaces at once comes back
+        // within about a second, which the driver's retry absorbs): then brought back on
+        // the same volume.
+        c.kubectl(&[
+            "-n",
+            DB_NS,
+            "scale",
+            "statefulset",
+            "ferretdb",
+            "--replicas=0",
+        ])
+        .await?;
         c.kubectl(&[
             "-n",
             DB_NS,
@@ -395,7 +407,16 @@ async fn database_killed(c: &Cluster, state: &mut State) -> Result<(), String> {
             "--force",
         ])
         .await?;
-        // The StatefulSet brings a new pod on the same volume.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        c.kubectl(&[
+            "-n",
+            DB_NS,
+            "scale",
+            "statefulset",
+            "ferretdb",
+            "--replicas=1",
+        ])
+        .await?;
         wait_for(
             "a new database pod to be ready",
             Duration::from_secs(90),
