@@ -258,7 +258,7 @@ pub fn tally(records: &[Record]) -> String {
             Outcome::Answer { status, .. } => status.to_string(),
             Outcome::Refused => "refused".into(),
             Outcome::Timeout => "timeout".into(),
-            Outcome::Error(_) => "error".into(),
+            Outcome::Error(e) => format!("error {}", e.chars().take(60).collect::<String>()),
         };
         *counts.entry(key).or_default() += 1;
     }
