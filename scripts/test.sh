@@ -4,7 +4,9 @@
 # PyJWT) and the Debian packages the observability tests drive (prometheus, chromium), then runs
 # every Rust test against real server processes.
 #
-#   scripts/test.sh            # everything
+#   scripts/test.sh            # everything but the Kubernetes cluster tests
+#   AILA_CLUSTER_TESTS=1 scripts/test.sh   # also tests/cluster on a real one-node Kubernetes
+#                              # (as root: builds tools/kubernetes, installs containerd & co)
 #   scripts/test.sh -- NAME    # extra arguments go to `cargo test`
 #
 # MONGOD_BIN=/path/to/mongod makes the tests use a real mongod instead of FerretDB.
@@ -28,6 +30,13 @@ builds+=($!)
 # The gray-fault tests (aila-testkit's Toxiproxy client, aila-chaos --test gray).
 scripts/build-tools.sh toxiproxy &
 builds+=($!)
+# The cluster tests (tests/cluster), when asked for: they need root; their Debian packages
+# now (apt-get), their Go build alongside the others.
+if [[ "${AILA_CLUSTER_TESTS:-0}" == 1 && "$(uname -s)" == Linux && "$(id -u)" -eq 0 ]]; then
+	scripts/cluster.sh packages
+	scripts/build-tools.sh kubernetes &
+	builds+=($!)
+fi
 
 if ! python3 -c 'import bcrypt, jwt' 2>/dev/null; then
 	echo "test: installing bcrypt and PyJWT for the compatibility tests"

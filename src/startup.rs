@@ -5,8 +5,9 @@
 //! background task inside the start-up trace, and finishes with `http.listen` ("Application
 //! startup complete", with the start-up trace's id and, when `JAEGER_UI_URL` is set, its link
 //! in the Jaeger UI). If the database is down, start-up completes anyway and the
-//! supervisor's reconnect loop takes over. [`Application::shutdown`] turns readiness to 503,
-//! lets in-flight requests finish (bounded) and stops the background tasks.
+//! supervisor's reconnect loop takes over. [`Application::shutdown`] turns `/readiness` and
+//! `/serving` to 503, lets in-flight requests finish (bounded) and stops the background
+//! tasks.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -213,13 +214,13 @@ impl Application {
         &self.ctx
     }
 
-    /// Begins shutdown: readiness 503, in-flight requests finish within the drain time,
-    /// background tasks stop.
+    /// Begins shutdown: `/readiness` and `/serving` 503 (Kubernetes takes the pod out of the
+    /// Service), in-flight requests finish within the drain time, background tasks stop.
     pub async fn shutdown(self) -> std::io::Result<()> {
         self.ctx.begin_shutdown();
         self.ctx.metrics.ready.set(0);
         tracing::info!(
-            "shutdown requested: readiness now 503, draining in-flight requests (up to {} ms)",
+            "shutdown requested: readiness and serving now 503, draining in-flight requests (up to {} ms)",
             self.drain.as_millis()
         );
         let _ = self.shutdown_tx.send(true);

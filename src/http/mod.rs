@@ -1,6 +1,6 @@
 //! The HTTP layer (poem + poem-openapi).
 //!
-//! - [`probes`]: `/`, `/health`, `/readiness`, `/metrics` (no database I/O).
+//! - [`probes`]: `/`, `/health`, `/readiness`, `/serving`, `/metrics` (no database I/O).
 //! - [`api`]: the AÏLA API routes under `/api`, one module per resource.
 //! - [`security`]: bearer-token authentication.
 //! - [`error`]: the one error type and the JSON error shape.

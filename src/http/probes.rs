@@ -1,7 +1,8 @@
 //! Service routes that never touch the database: `/`, `/api/`, `/health` (liveness: always
 //! 200 while the process lives), `/readiness` (503 while the database is not usable or
-//! shutdown has begun), `/metrics`. All answer from memory: the published breaker and
-//! database states.
+//! shutdown has begun), `/serving` (Kubernetes' readiness probe: 503 only while this process
+//! should get no new clients: shutting down, or refusing everything under overload),
+//! `/metrics`. All answer from memory: the published breaker and database states.
 
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
@@ -140,6 +141,30 @@ pub enum ReadinessResponse {
     NotReady(Json<HealthReport>, #[oai(header = "Cache-Control")] String),
 }
 
+/// `/serving` body.
+#[derive(Debug, Object)]
+pub struct ServingReport {
+    /// `serving`, or `not_serving`.
+    pub status: String,
+    /// Why not serving (empty when serving).
+    pub reasons: Vec<String>,
+    /// Whether `/readiness` would answer 200 (the database is usable). Information only:
+    /// `/serving` does not depend on it.
+    pub database_ready: bool,
+}
+
+/// `/serving` answers.
+#[derive(ApiResponse)]
+pub enum ServingResponse {
+    /// This process answers clients (with the service's own 503 + `Retry-After` while the
+    /// database is away).
+    #[oai(status = 200)]
+    Serving(Json<ServingReport>, #[oai(header = "Cache-Control")] String),
+    /// Shutting down, or refusing every request: send new clients elsewhere.
+    #[oai(status = 503)]
+    NotServing(Json<ServingReport>, #[oai(header = "Cache-Control")] String),
+}
+
 /// `/metrics` answer.
 #[derive(ApiResponse)]
 pub enum MetricsResponse {
@@ -251,6 +276,36 @@ pub fn health_report(ctx: &AppContext) -> HealthReport {
     }
 }
 
+/// Why this process should get no new clients (empty: it should). Not the database: a
+/// database outage is shared by every replica, and taking them all out of a Service leaves
+/// clients with connection refused instead of the fast 503 + `Retry-After` this process
+/// gives them.
+pub fn serving_refusals(ctx: &AppContext) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if ctx.is_shutting_down() {
+        reasons.push("shutting down".to_string());
+    }
+    if let Some(why) = overload_refusal(ctx) {
+        reasons.push(why);
+    }
+    reasons
+}
+
+/// The overload part of [`serving_refusals`]: `Some(why)` while this process refuses
+/// (almost) every request because of its own load, so that new clients go to other
+/// replicas. Read from admission control's published state
+/// ([`crate::resilience::admission::Admission::overloaded`]: at least 90 % of at least 20
+/// calls shed in a recent second; two atomic reads, no I/O). A replica that sheds only part
+/// of its traffic keeps serving: it still answers each client with a fast 503 +
+/// `Retry-After`, and taking it out of the endpoints would only move its load onto the
+/// others.
+pub fn overload_refusal(ctx: &AppContext) -> Option<String> {
+    ctx.gateway
+        .admission()
+        .overloaded()
+        .then(|| "overloaded: shedding almost every database call".to_string())
+}
+
 /// The service routes.
 pub struct ServiceApi {
     /// Shared state.
@@ -308,6 +363,29 @@ impl ServiceApi {
             ReadinessResponse::Ready(Json(report), NO_STORE.into())
         } else {
             ReadinessResponse::NotReady(Json(report), NO_STORE.into())
+        }
+    }
+
+    /// Serving (Kubernetes' readiness probe): 200 while this process answers clients,
+    /// whatever the database does; 503 from the moment shutdown begins (or while it
+    /// refuses every request because of overload). `/readiness` keeps saying whether the
+    /// database is usable.
+    #[oai(path = "/serving", method = "get")]
+    async fn serving(&self) -> ServingResponse {
+        let reasons = serving_refusals(&self.ctx);
+        let report = ServingReport {
+            status: if reasons.is_empty() {
+                "serving".into()
+            } else {
+                "not_serving".into()
+            },
+            database_ready: health_report(&self.ctx).ready,
+            reasons,
+        };
+        if report.reasons.is_empty() {
+            ServingResponse::Serving(Json(report), NO_STORE.into())
+        } else {
+            ServingResponse::NotServing(Json(report), NO_STORE.into())
         }
     }
 

@@ -53,6 +53,40 @@ async fn serves_health_without_a_database_and_readiness_says_why() {
     }
 }
 
+/// Kubernetes' readiness probe (`/serving`) keeps a pod in its Service while the database
+/// is away, so clients get the service's 503 + Retry-After instead of connection refused;
+/// it turns 503 once shutdown begins.
+#[tokio::test]
+async fn serving_stays_200_without_a_database_and_turns_503_when_shutdown_begins() {
+    capture::install();
+    let db = Database::unstarted();
+    let mut app = spawn_app(&db.url()).await;
+
+    let serving = app.get("/serving", None).await;
+    assert_eq!(serving.status, 200, "{:?}", serving.body);
+    assert_eq!(serving.str("status"), "serving");
+    assert_eq!(serving.body["database_ready"], false);
+    assert_eq!(serving.body["reasons"], serde_json::json!([]));
+    assert_eq!(serving.headers["cache-control"], "no-store");
+    // /readiness keeps its meaning.
+    assert_eq!(app.get("/readiness", None).await.status, 503);
+
+    let ctx = app.app().context().clone();
+    ctx.begin_shutdown();
+    let draining = app.get("/serving", None).await;
+    assert_eq!(draining.status, 503, "{:?}", draining.body);
+    assert_eq!(draining.str("status"), "not_serving");
+    assert_eq!(
+        draining.body["reasons"],
+        serde_json::json!(["shutting down"])
+    );
+    app.stop().await;
+    assert_eq!(
+        aila_api::http::probes::serving_refusals(&ctx),
+        ["shutting down"]
+    );
+}
+
 #[tokio::test]
 async fn health_answers_at_once_while_the_database_is_frozen() {
     capture::install();
