@@ -675,7 +675,7 @@ impl Gateway {
         };
         self.inner
             .metrics
-            .db_operation(operation, metric_collection, label, took, &span);
+            .db_operation(operation, metric_collection, label, took, span);
         match label {
             "success" => {
                 let at = Instant::now().saturating_duration_since(self.inner.epoch);
