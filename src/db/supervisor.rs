@@ -139,11 +139,7 @@ impl Supervisor {
         }
         let built = tokio::time::timeout(
             self.mongo.connect_timeout,
-            build_client(
-                &self.mongo,
-                self.gateway.redactor(),
-                self.monitor.clone(),
-            ),
+            build_client(&self.mongo, self.gateway.redactor(), self.monitor.clone()),
         )
         .await;
         match built {
@@ -327,13 +323,11 @@ impl Supervisor {
                 "no member of the database answers: {}",
                 self.monitor.describe_down()
             )),
-            Verdict::NoPrimary(since) if since.elapsed() > self.election_grace() => {
-                Some(format!(
-                    "no primary for {} ms: {}",
-                    since.elapsed().as_millis(),
-                    self.monitor.describe_down()
-                ))
-            }
+            Verdict::NoPrimary(since) if since.elapsed() > self.election_grace() => Some(format!(
+                "no primary for {} ms: {}",
+                since.elapsed().as_millis(),
+                self.monitor.describe_down()
+            )),
             _ => None,
         }
     }
