@@ -271,9 +271,10 @@ impl Supervisor {
     }
 
     /// The ping while connected. `Some(reason)` when the database is lost: the ping failed,
-    /// or timed out while no operation succeeded either (a silent database; a loaded one
-    /// keeps answering operations, and that counts as an answer).
-    async fn connected_ping(&self) -> Option<String> {
+    /// or timed out while nothing else showed the database alive (a silent database). A
+    /// loaded one keeps answering operations or the driver's heartbeats (on the driver's
+    /// own monitoring connections, not the request pool), and that counts as an answer.
+    async fn connected_ping(&mut self) -> Option<String> {
         let started = Instant::now();
         match self.ping().await {
             Ok(_) | Err(PingError::Refused) => None,

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 /// Limits. See the configuration table for the defaults.
 #[derive(Debug, Clone)]
 pub struct AdmissionConfig {
-    /// Highest concurrency limit (and the starting one).
+    /// Highest concurrency limit.
     pub max_in_flight: u32,
     /// Lowest concurrency limit.
     pub min_in_flight: u32,
@@ -76,6 +76,9 @@ pub struct AdmissionSnapshot {
     pub shed_total: u64,
 }
 
+/// The limit to start from (within `[min, max]`): it climbs while latency holds, which
+/// costs a healthy database little, and a burst at start-up meets a modest limit.
+const INITIAL_LIMIT: u32 = 10;
 /// Samples per limit update.
 const BATCH: u32 = 10;
 /// Attempts in one second before its shed ratio may say "overloaded".
@@ -131,7 +134,7 @@ enum Entry {
 }
 
 impl Admission {
-    /// A limiter starting at `max_in_flight`.
+    /// A limiter starting at 10 (within `[min_in_flight, max_in_flight]`).
     pub fn new(config: AdmissionConfig) -> Self {
         let max = config.max_in_flight.max(1);
         let config = AdmissionConfig {
@@ -143,7 +146,9 @@ impl Admission {
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
-                    limit: f64::from(config.max_in_flight),
+                    limit: f64::from(
+                        INITIAL_LIMIT.clamp(config.min_in_flight, config.max_in_flight),
+                    ),
                     in_flight: 0,
                     queued: 0,
                     long_rtt: 0.0,
@@ -446,8 +451,8 @@ mod tests {
                 }
             }
         };
-        run(10, 30).await;
-        assert_eq!(a.snapshot().limit, 40);
+        run(10, 60).await;
+        assert_eq!(a.snapshot().limit, 40, "climbs from 10 to the maximum");
         run(100, 30).await;
         let low = a.snapshot().limit;
         // Gradient2 halves at most per update, smoothed, and slowly takes a lasting latency

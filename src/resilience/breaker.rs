@@ -416,7 +416,7 @@ impl Breaker {
                 in_flight,
                 succeeded,
             } => {
-                if in_flight + succeeded >= self.inner.config.half_open_calls {
+                if in_flight + succeeded >= self.half_open_capacity(by) {
                     return Err(Refused {
                         retry_after: self.half_open_retry_after(),
                         state: BreakerState::HalfOpen,
@@ -479,7 +479,7 @@ impl Breaker {
                     &mut core,
                     State::HalfOpen {
                         by,
-                        in_flight: 0,
+                        in_flight: 1,
                         succeeded: 0,
                     },
                     "the supervisor probes".to_string(),
@@ -490,7 +490,19 @@ impl Breaker {
                 self.announce(t);
                 PingAdmission::Probe(permit)
             }
-            _ => PingAdmission::Probe(Permit::new(self, core.generation, Kind::Ping)),
+            State::HalfOpen {
+                by,
+                in_flight,
+                succeeded,
+            } => {
+                core.state = State::HalfOpen {
+                    by,
+                    in_flight: in_flight + 1,
+                    succeeded,
+                };
+                PingAdmission::Probe(Permit::new(self, core.generation, Kind::Ping))
+            }
+            State::Closed => PingAdmission::Free,
         }
     }
 
@@ -571,11 +583,7 @@ impl Breaker {
                 },
                 Kind::Trial | Kind::Ping,
             ) => {
-                let in_flight = if kind == Kind::Trial {
-                    in_flight.saturating_sub(1)
-                } else {
-                    in_flight
-                };
+                let in_flight = in_flight.saturating_sub(1);
                 match outcome {
                     // Says nothing about the database: the slot is free for another trial.
                     Outcome::Ignored => {
@@ -667,6 +675,15 @@ impl Breaker {
         // A panic while holding the lock cannot leave Core inconsistent (every update is a
         // few assignments), so a poisoned lock is still usable.
         self.inner.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Trials at once while half-open: a breaker the supervisor tripped is probed by one
+    /// call at a time (during an outage, callers must not pile up behind the probe).
+    fn half_open_capacity(&self, by: Judge) -> u32 {
+        match by {
+            Judge::Supervisor => 1,
+            Judge::Operations => self.inner.config.half_open_calls,
+        }
     }
 
     fn half_open_retry_after(&self) -> Duration {
@@ -1027,6 +1044,23 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_tripped_breaker_lets_one_call_probe_at_a_time() {
+        let (b, _) = breaker();
+        b.trip("server gone");
+        let PingAdmission::Probe(ping) = b.admit_ping() else {
+            panic!("probe")
+        };
+        tokio::time::advance(Duration::from_millis(400)).await;
+        assert_eq!(
+            b.try_acquire(Caller::Ordinary).unwrap_err().state,
+            BreakerState::HalfOpen,
+            "callers must not pile up behind the probe during an outage"
+        );
+        ping.record(Outcome::Success);
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_trip_hands_an_open_breaker_to_the_supervisor() {
         let (b, _) = breaker();
         for _ in 0..3 {
@@ -1132,9 +1166,14 @@ mod tests {
 
     #[test]
     fn at_most_half_open_calls_trials_under_many_concurrent_callers() {
-        // The supervisor may try a tripped breaker at once, so the race needs no clock.
-        let (b, _) = breaker();
-        b.trip("down");
+        let (b, _) = breaker_with(BreakerConfig {
+            open_initial: Duration::from_millis(1),
+            ..config()
+        });
+        for _ in 0..3 {
+            fail(&b);
+        }
+        std::thread::sleep(Duration::from_millis(5));
         let admitted = Arc::new(AtomicU64::new(0));
         let barrier = Arc::new(std::sync::Barrier::new(16));
         let mut permits = Vec::new();
@@ -1160,6 +1199,8 @@ mod tests {
             }
         });
         assert_eq!(admitted.load(Ordering::SeqCst), 2);
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        permits.pop().unwrap().record(Outcome::Success);
         assert_eq!(b.state(), BreakerState::HalfOpen);
         permits.pop().unwrap().record(Outcome::Success);
         assert_eq!(b.state(), BreakerState::Closed);

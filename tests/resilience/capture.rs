@@ -1,19 +1,35 @@
-//! Everything the in-process services of this test binary log, captured for inspection
-//! (the redaction test asserts no password ever appears in a log line or span field).
+//! What the in-process service of *one* test logs, captured for inspection (the redaction
+//! tests assert no password ever appears in a log line or span field; the outage tests
+//! read the reconnect and transition lines).
+//!
+//! Each test gets its own buffer: [`install`] sets a thread-local subscriber for the test's
+//! thread, and a `#[tokio::test]` runtime runs the service's tasks on that thread, so
+//! tests running in parallel never read each other's lines.
 
 use std::io::Write;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
-static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+use tracing::subscriber::DefaultGuard;
 
-struct Sink;
+/// One test's captured logs; capturing stops when it is dropped.
+pub struct Captured {
+    buffer: Arc<Mutex<Vec<u8>>>,
+    _guard: DefaultGuard,
+}
+
+impl Captured {
+    /// Everything captured so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buffer.lock().unwrap()).into_owned()
+    }
+}
+
+#[derive(Clone)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.get_or_init(Default::default)
-            .lock()
-            .unwrap()
-            .extend_from_slice(buf);
+        self.0.lock().unwrap().extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -21,20 +37,17 @@ impl Write for Sink {
     }
 }
 
-/// Installs the capturing subscriber (once per test binary) at debug level, with span
-/// fields on every line.
-pub fn install() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("debug,hyper=info,h2=info,tower=info,poem=info")
-            .with_writer(|| Sink)
-            .with_ansi(false)
-            .try_init();
-    });
-}
-
-/// All captured text so far.
-pub fn text() -> String {
-    String::from_utf8_lossy(&LOGS.get_or_init(Default::default).lock().unwrap()).into_owned()
+/// Captures this thread's logs at debug level, with span fields on every line.
+pub fn install() -> Captured {
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let sink = Sink(buffer.clone());
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("debug,hyper=info,h2=info,tower=info,poem=info")
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    Captured {
+        buffer,
+        _guard: tracing::subscriber::set_default(subscriber),
+    }
 }

@@ -8,6 +8,7 @@ mod common;
 
 mod capture;
 mod outage;
+mod overload;
 mod process;
 mod replica_set;
 mod startup;
