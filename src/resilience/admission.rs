@@ -97,6 +97,8 @@ struct State {
     long_rtt: f64,
     batch_sum: f64,
     batch_count: u32,
+    /// Most calls in flight seen by this batch's samples.
+    batch_peak: u32,
     /// Attempts and sheds in the current one-second bucket.
     bucket_start: Instant,
     bucket_attempts: u32,
@@ -154,6 +156,7 @@ impl Admission {
                     long_rtt: 0.0,
                     batch_sum: 0.0,
                     batch_count: 0,
+                    batch_peak: 0,
                     bucket_start: now,
                     bucket_attempts: 0,
                     bucket_shed: 0,
@@ -293,10 +296,10 @@ impl Admission {
 
     fn release(&self, rtt: Option<Duration>) {
         let mut st = self.lock();
-        st.in_flight = st.in_flight.saturating_sub(1);
         if let Some(rtt) = rtt {
             self.sample(&mut st, rtt.as_secs_f64().max(1e-6));
         }
+        st.in_flight = st.in_flight.saturating_sub(1);
         drop(st);
         self.inner.released.notify_one();
     }
@@ -305,12 +308,14 @@ impl Admission {
     fn sample(&self, st: &mut State, rtt: f64) {
         st.batch_sum += rtt;
         st.batch_count += 1;
+        st.batch_peak = st.batch_peak.max(st.in_flight);
         if st.batch_count < BATCH {
             return;
         }
         let short = st.batch_sum / f64::from(st.batch_count);
         st.batch_sum = 0.0;
         st.batch_count = 0;
+        let peak = std::mem::take(&mut st.batch_peak);
         let c = &self.inner.config;
         if st.long_rtt == 0.0 {
             st.long_rtt = short;
@@ -325,7 +330,7 @@ impl Admission {
         let gradient = (c.tolerance * st.long_rtt / short).clamp(0.5, 1.0);
         let room = st.limit.sqrt();
         let mut next = st.limit * gradient + room;
-        if next > st.limit && f64::from(st.in_flight) < st.limit / 2.0 {
+        if next > st.limit && f64::from(peak) < st.limit / 2.0 {
             // Not using what we have: no evidence that more would work.
             next = st.limit;
         }
@@ -453,7 +458,7 @@ mod tests {
         };
         run(10, 60).await;
         assert_eq!(a.snapshot().limit, 40, "climbs from 10 to the maximum");
-        run(100, 30).await;
+        run(100, 3).await;
         let low = a.snapshot().limit;
         // Gradient2 halves at most per update, smoothed, and slowly takes a lasting latency
         // as the new baseline: the limit falls well below the maximum, not to the floor.
