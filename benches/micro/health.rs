@@ -59,6 +59,7 @@ fn connected_state() -> DbState {
             required: false,
         }],
         warnings: vec![ttl.into()],
+        members: Vec::new(),
     }
 }
 

@@ -601,8 +601,10 @@ impl Breaker {
                     }
                     Outcome::Success => {
                         let succeeded = succeeded + u32::from(kind == Kind::Trial);
-                        let closes = (kind == Kind::Ping && by == Judge::Supervisor)
-                            || (kind == Kind::Trial && by == Judge::Supervisor)
+                        // A breaker the supervisor tripped closes on its probe (ping or a
+                        // trial call); one that operations opened needs enough trials.
+                        let closes = (matches!(kind, Kind::Ping | Kind::Trial)
+                            && by == Judge::Supervisor)
                             || succeeded >= config.half_open_calls;
                         if closes {
                             core.consecutive_failures = 0;

@@ -87,10 +87,10 @@ async fn screenshot(url: &str, to: &Path) {
 }
 
 /// The trace, among `traces`, with a span that satisfies `pick`.
-fn trace_with<'a>(
-    traces: &'a [Trace],
+fn trace_with(
+    traces: &[Trace],
     pick: impl Fn(&crate::jaeger::Span) -> bool,
-) -> Option<&'a Trace> {
+) -> Option<&Trace> {
     traces.iter().find(|t| t.spans.iter().any(&pick))
 }
 

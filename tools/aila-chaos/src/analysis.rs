@@ -685,6 +685,8 @@ fn ms(v: Option<f64>) -> String {
         .unwrap_or_else(|| "never".into())
 }
 
+// Each argument is one finished section of the analysis the checks read.
+#[allow(clippy::too_many_arguments)]
 fn checks(
     record: &RunRecord,
     faults: &[FaultReport],
