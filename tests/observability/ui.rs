@@ -87,10 +87,7 @@ async fn screenshot(url: &str, to: &Path) {
 }
 
 /// The trace, among `traces`, with a span that satisfies `pick`.
-fn trace_with(
-    traces: &[Trace],
-    pick: impl Fn(&crate::jaeger::Span) -> bool,
-) -> Option<&Trace> {
+fn trace_with(traces: &[Trace], pick: impl Fn(&crate::jaeger::Span) -> bool) -> Option<&Trace> {
     traces.iter().find(|t| t.spans.iter().any(&pick))
 }
 
