@@ -34,14 +34,18 @@ impl ServerBinary {
 
     /// Panics with the one command to run when the binary is missing.
     pub fn require_built(self) -> ServerBinary {
-        let path = match &self {
-            ServerBinary::FerretDb(p) | ServerBinary::Mongod(p) => p,
-        };
-        assert!(
-            path.exists(),
-            "{} is missing: run `scripts/build-tools.sh ferretdb` once, or set MONGOD_BIN to a mongod binary",
-            self.describe()
-        );
+        match &self {
+            ServerBinary::FerretDb(p) => assert!(
+                p.exists(),
+                "FerretDB is not built ({} missing): run `scripts/build-tools.sh ferretdb` once, or set MONGOD_BIN to a mongod binary",
+                p.display()
+            ),
+            ServerBinary::Mongod(p) => assert!(
+                p.exists(),
+                "MONGOD_BIN names {}, which does not exist: point it at a mongod binary, or unset it to use FerretDB",
+                p.display()
+            ),
+        }
         self
     }
 
