@@ -1,13 +1,19 @@
 //! Millisecond exponential backoff with jitter, as an iterator of delays: the breaker's
 //! open periods and the supervisor's reconnect pings both use it (one implementation).
+//!
+//! The schedule (first delay, doubling, cap, unlimited) is backon's `ExponentialBuilder`;
+//! backon's own jitter only ever lengthens a delay (up to twice), so the symmetric
+//! `±jitter` spread around each delay is applied here, still capped at the maximum.
 
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+
 /// Exponential delays: `initial`, doubling, capped at `max`, each multiplied by a random
 /// factor in `[1 - jitter, 1 + jitter]` (still capped at `max`).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ExponentialMillis {
-    next: Duration,
+    schedule: ExponentialBackoff,
     max: Duration,
     jitter: f64,
 }
@@ -15,9 +21,16 @@ pub struct ExponentialMillis {
 impl ExponentialMillis {
     /// Delays from `initial` doubling up to `max`, with ±`jitter` (0.0 to 1.0) randomness.
     pub fn new(initial: Duration, max: Duration, jitter: f64) -> Self {
+        let initial = initial.max(Duration::from_millis(1));
+        let max = max.max(initial);
         Self {
-            next: initial.max(Duration::from_millis(1)),
-            max: max.max(initial),
+            schedule: ExponentialBuilder::default()
+                .with_min_delay(initial)
+                .with_max_delay(max)
+                .with_factor(2.0)
+                .without_max_times()
+                .build(),
+            max,
             jitter: jitter.clamp(0.0, 1.0),
         }
     }
@@ -27,8 +40,7 @@ impl Iterator for ExponentialMillis {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        let base = self.next;
-        self.next = (self.next * 2).min(self.max);
+        let base = self.schedule.next()?;
         let factor = if self.jitter > 0.0 {
             1.0 + self.jitter * (2.0 * rand::random::<f64>() - 1.0)
         } else {
