@@ -18,6 +18,8 @@ COPY benches ./benches
 # The workspace's member crates (the tools): cargo reads every member's manifest, even
 # when it builds only the service's binaries.
 COPY tools ./tools
+# Cargo.toml declares tests/cluster (harness = false) as a target: cargo wants its file.
+COPY tests ./tests
 # The caches keep the registry and the compiled dependencies between builds.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
