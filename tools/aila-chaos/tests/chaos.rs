@@ -6,66 +6,43 @@
 //! service binary is the workspace's own build (`cargo build --workspace`, as
 //! `scripts/test.sh` does).
 
-use std::process::Command;
+mod support;
 
-use aila_testkit::ServerBinary;
-use aila_testkit::workspace::built_binary;
-use serde_json::Value;
-
-fn database_args() -> Vec<String> {
-    match ServerBinary::from_env().require_built() {
-        ServerBinary::Mongod(m) => vec!["--mongod".into(), m.display().to_string()],
-        ServerBinary::FerretDb(f) => vec!["--ferretdb".into(), f.display().to_string()],
-    }
-}
+use support::run_chaos;
 
 #[test]
 fn a_minute_of_kills_freezes_and_restarts_loses_nothing() {
-    let out = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_aila-chaos"))
-        .args(database_args())
-        .arg("--service-bin")
-        .arg(built_binary("aila-api"))
-        .args(["--backend", "local", "--cycles", "2"])
-        .args([
-            "--warmup",
-            "5s",
-            "--down",
-            "3s",
-            "--gap",
-            "6s",
-            "--duration",
-            "56s",
-        ])
+    let args: Vec<String> = [
+        "--cycles",
+        "2",
+        "--warmup",
+        "5s",
+        "--down",
+        "3s",
+        "--gap",
+        "6s",
+        "--duration",
+        "56s",
         // Modest on purpose: a loaded 2-core machine, a debug build where each bcrypt
         // (registration, login) costs seconds of CPU.
-        .args(["--rate", "25", "--users", "5", "--auth-interval", "30s"])
+        "--rate",
+        "25",
+        "--users",
+        "5",
+        "--auth-interval",
+        "30s",
         // Generous but meaningful: the service notices a kill in about a second and a
         // freeze in about two (ping deadline 1 s, heartbeat 500 ms, test settings).
-        .args(["--max-detection", "8s", "--max-recovery", "15s"])
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .expect("aila-chaos runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let service_log = std::fs::read_to_string(out.path().join("service.log")).unwrap_or_default();
-    let tail: String = {
-        let lines: Vec<&str> = service_log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    };
-    let context =
-        format!("--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- service.log (tail)\n{tail}");
-    assert!(
-        output.status.success(),
-        "aila-chaos failed ({}):\n{context}",
-        output.status
-    );
-
-    let record: Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("record.json")).unwrap()).unwrap();
+        "--max-detection",
+        "8s",
+        "--max-recovery",
+        "15s",
+    ]
+    .map(String::from)
+    .to_vec();
+    let run = run_chaos(&args);
+    let (record, context) = (&run.record, &run.context);
     let a = &record["analysis"];
-    assert_eq!(a["passed"], true, "{context}");
 
     // Six faults, each put in place and undone.
     let faults = record["faults"].as_array().unwrap();
@@ -123,7 +100,7 @@ fn a_minute_of_kills_freezes_and_restarts_loses_nothing() {
     );
 
     // The outputs a person reads exist.
-    let svg = std::fs::read_to_string(out.path().join("timeline.svg")).unwrap();
+    let svg = std::fs::read_to_string(run.out.path().join("timeline.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains(">PASS<"));
-    assert!(stdout.contains("result: PASS"), "{stdout}");
+    assert!(run.stdout.contains("result: PASS"), "{}", run.stdout);
 }

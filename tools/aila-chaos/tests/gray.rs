@@ -9,63 +9,42 @@
 //! and the service recovers once they are lifted. The test reads the JSON record itself,
 //! so a tool that wrongly passed would still be caught.
 
-use std::process::Command;
+mod support;
 
-use aila_testkit::ServerBinary;
 use aila_testkit::toxiproxy::server_binary;
-use aila_testkit::workspace::built_binary;
-use serde_json::Value;
-
-fn database_args() -> Vec<String> {
-    match ServerBinary::from_env().require_built() {
-        ServerBinary::Mongod(m) => vec!["--mongod".into(), m.display().to_string()],
-        ServerBinary::FerretDb(f) => vec!["--ferretdb".into(), f.display().to_string()],
-    }
-}
+use support::run_chaos;
 
 #[test]
 fn latency_is_served_blackhole_and_resets_are_detected_nothing_is_lost() {
-    let out = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_aila-chaos"))
-        .args(database_args())
-        .arg("--toxiproxy")
-        .arg(server_binary())
-        .arg("--service-bin")
-        .arg(built_binary("aila-api"))
-        .args(["--backend", "local"])
-        .args([
+    let mut args = vec![
+        "--toxiproxy".to_string(),
+        server_binary().display().to_string(),
+    ];
+    args.extend(
+        [
             "--schedule",
             "latency:200ms@5s+8s,timeout@17s+4s,reset_peer@27s+4s",
             "--duration",
             "40s",
-        ])
-        // Modest on purpose: a loaded 2-core machine, a debug build where each bcrypt
-        // (registration, login) costs seconds of CPU.
-        .args(["--rate", "15", "--users", "4", "--auth-interval", "30s"])
-        // The target: a silent database is noticed within 3 s.
-        .args(["--max-detection", "3s", "--max-recovery", "15s"])
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .expect("aila-chaos runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let service_log = std::fs::read_to_string(out.path().join("service.log")).unwrap_or_default();
-    let tail: String = {
-        let lines: Vec<&str> = service_log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    };
-    let context =
-        format!("--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- service.log (tail)\n{tail}");
-    assert!(
-        output.status.success(),
-        "aila-chaos failed ({}):\n{context}",
-        output.status
+            // Modest on purpose: a loaded 2-core machine, a debug build where each bcrypt
+            // (registration, login) costs seconds of CPU.
+            "--rate",
+            "15",
+            "--users",
+            "4",
+            "--auth-interval",
+            "30s",
+            // The target: a silent database is noticed within 3 s.
+            "--max-detection",
+            "3s",
+            "--max-recovery",
+            "15s",
+        ]
+        .map(String::from),
     );
-    let record: Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("record.json")).unwrap()).unwrap();
+    let run = run_chaos(&args);
+    let (record, context) = (&run.record, &run.context);
     let a = &record["analysis"];
-    assert_eq!(a["passed"], true, "{context}");
 
     // Three faults, each put in place through Toxiproxy and lifted.
     let faults = record["faults"].as_array().unwrap();
@@ -139,6 +118,6 @@ fn latency_is_served_blackhole_and_resets_are_detected_nothing_is_lost() {
     );
     assert_eq!(record["service"]["clean_shutdown"], true, "{context}");
 
-    let svg = std::fs::read_to_string(out.path().join("timeline.svg")).unwrap();
+    let svg = std::fs::read_to_string(run.out.path().join("timeline.svg")).unwrap();
     assert!(svg.contains("class=\"degraded\"") && svg.contains(">PASS<"));
 }
