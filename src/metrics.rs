@@ -57,6 +57,14 @@ pub struct StateLabels {
     pub state: &'static str,
 }
 
+/// Labels of shed calls: `when` = `at_once` (no room, or no slot to expect in time) or
+/// `after_queue` (waited the queue timeout in vain).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShedLabels {
+    /// When the call was shed.
+    pub when: &'static str,
+}
+
 /// Labels of breaker transitions.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransitionLabels {
@@ -114,7 +122,7 @@ pub struct Metrics {
     /// Calls refused by the breaker (or because no client could be built).
     pub breaker_refused_calls: Counter,
     /// Database calls shed by admission control (overload; not database failures).
-    pub admission_shed: Counter,
+    pub admission_shed: Family<ShedLabels, Counter>,
     /// Admission control's current concurrency limit.
     pub admission_limit: Gauge,
     /// Database calls admitted and running now.
@@ -158,7 +166,10 @@ impl Metrics {
         let breaker_transitions = Family::<TransitionLabels, Counter>::default();
         let breaker_refused_calls = Counter::default();
         let reconnect_attempts = Family::<OutcomeLabels, Counter>::default();
-        let admission_shed = Counter::default();
+        let admission_shed = Family::<ShedLabels, Counter>::default();
+        for when in ["at_once", "after_queue"] {
+            let _ = admission_shed.get_or_create(&ShedLabels { when });
+        }
         let admission_limit = Gauge::default();
         let admission_in_flight = Gauge::default();
         let ping_duration = latency_histogram();
@@ -197,7 +208,7 @@ impl Metrics {
         );
         registry.register(
             "db_admission_shed_calls",
-            "Database calls shed by admission control because of overload (not database failures)",
+            "Database calls shed by admission control because of overload (not database failures), by when: at_once or after_queue",
             admission_shed.clone(),
         );
         registry.register(

@@ -1,7 +1,7 @@
 //! The database gateway: the only owner of the `mongodb::Client`. Every database operation
 //! of the service goes through [`Gateway::run`], which
-//! 1. asks admission control for a slot (none within the short queue: [`DbError::Shed`] at
-//!    once, counted as shed, never as a database failure);
+//! 1. asks admission control for a slot, once per HTTP request (none within the short
+//!    queue: [`DbError::Shed`] at once, counted as shed, never as a database failure);
 //! 2. asks the breaker for admission (refused: [`DbError::Unavailable`] at once);
 //! 3. runs the operation under the per-operation deadline (the driver has no socket timeout);
 //! 4. classifies the outcome ([`classify`]) and settles it through one table
@@ -160,6 +160,7 @@ enum Verdict {
     Success,
     Shed {
         retry_after: Duration,
+        queued: bool,
     },
     Refused {
         retry_after: Duration,
@@ -477,11 +478,12 @@ impl Gateway {
         // 1. Admission control (ordinary operations only).
         let mut slot = None;
         if lane == Lane::Operation {
-            match self.inner.admission.acquire().await {
+            match self.inner.admission.admit_call().await {
                 Ok(s) => slot = Some(s),
                 Err(shed) => {
                     let verdict = Verdict::Shed {
                         retry_after: shed.retry_after,
+                        queued: shed.queued,
                     };
                     return Err(self.refuse(&span, operation, collection, started, None, verdict));
                 }
@@ -590,12 +592,23 @@ impl Gateway {
             Result<(), DbError>,
         ) = match verdict {
             Verdict::Success => (Outcome::Success, "success", None, Ok(())),
-            Verdict::Shed { retry_after } => (
-                Outcome::Ignored,
-                "shed",
-                Some("shed"),
-                Err(DbError::Shed { retry_after }),
-            ),
+            Verdict::Shed {
+                retry_after,
+                queued,
+            } => {
+                let when = if queued { "after_queue" } else { "at_once" };
+                self.inner
+                    .metrics
+                    .admission_shed
+                    .get_or_create(&crate::metrics::ShedLabels { when })
+                    .inc();
+                (
+                    Outcome::Ignored,
+                    "shed",
+                    Some("shed"),
+                    Err(DbError::Shed { retry_after }),
+                )
+            }
             Verdict::Refused { retry_after, why } => (
                 Outcome::Ignored,
                 "refused",
@@ -685,9 +698,6 @@ impl Gateway {
             }
             "refused" => {
                 self.inner.metrics.breaker_refused_calls.inc();
-            }
-            "shed" => {
-                self.inner.metrics.admission_shed.inc();
             }
             _ => {}
         }

@@ -22,6 +22,7 @@ use poem::middleware::Cors;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
+use crate::resilience::admission;
 use body_limit::BodyLimit;
 use context::AppContext;
 use observe::{Observe, RouteTemplates};
@@ -58,6 +59,8 @@ pub fn build_endpoint(
             max_bytes: body_limit_bytes,
         })
         .with(cors)
+        // Admission control admits a request once, at its first database call.
+        .around(|ep, req| admission::request_scope(async move { ep.call(req).await }))
         .data(ctx)
         .with(Observe { metrics, templates })
 }

@@ -13,6 +13,18 @@
 //! back to `max` (which stays below the driver's pool size, so no operation waits for a
 //! pooled connection and the supervisor's ping always finds one).
 //!
+//! A request is admitted once: [`request_scope`] gives each HTTP request a slot, its first
+//! database call takes a permit there and every later call of the same request runs on it,
+//! so a request is refused before it has cost anything, never half-way through its work
+//! (three calls admitted one by one would each be a chance to be shed, and a burst would
+//! waste most of what it lets through).
+//!
+//! The queue only holds calls that can expect a slot in time: when the expected wait of the
+//! next place (`(queued + 1) * latency / limit`, with the latest latency when it is above
+//! the baseline) exceeds the queue timeout, the call is shed
+//! at once instead of waiting to be shed. Under a sustained burst nearly every shed answer
+//! is immediate; a short spike still waits in the queue.
+//!
 //! Crates with adaptive limiters exist (tower-acc, tower-resilience-adaptive), but they are
 //! Tower layers that hold callers in `poll_ready` rather than shedding past a bounded
 //! queue, and the gateway is not a Tower service; this module is the few lines needed.
@@ -95,6 +107,8 @@ struct State {
     queued: u32,
     /// Long-term latency average, seconds (0 until the first batch).
     long_rtt: f64,
+    /// The last batch's latency average, seconds (0 until the first batch).
+    recent_rtt: f64,
     batch_sum: f64,
     batch_count: u32,
     /// Most calls in flight seen by this batch's samples.
@@ -154,6 +168,7 @@ impl Admission {
                     in_flight: 0,
                     queued: 0,
                     long_rtt: 0.0,
+                    recent_rtt: 0.0,
                     batch_sum: 0.0,
                     batch_count: 0,
                     batch_peak: 0,
@@ -219,7 +234,10 @@ impl Admission {
         if already_queued {
             return Entry::Queued;
         }
-        if st.queued < self.inner.config.queue_length {
+        let c = &self.inner.config;
+        let rtt = st.recent_rtt.max(st.long_rtt);
+        let expected_wait = f64::from(st.queued + 1) * rtt / st.limit.max(1.0);
+        if st.queued < c.queue_length && expected_wait <= c.queue_timeout.as_secs_f64() {
             st.queued += 1;
             return Entry::Queued;
         }
@@ -286,6 +304,31 @@ impl Admission {
         }
     }
 
+    /// Admission for one database call. Inside a [`request_scope`], the request's first call
+    /// takes a permit that the request holds until it ends, and later calls run on it;
+    /// outside one (the supervisor, start-up work), each call takes its own.
+    pub async fn admit_call(&self) -> Result<CallSlot, Shed> {
+        let scope = REQUEST_SLOT.try_with(|slot| match &*slot.permit.borrow() {
+            Some(p) if Arc::ptr_eq(&p.admission.inner, &self.inner) => ScopeHas::Ours,
+            Some(_) => ScopeHas::Other,
+            None => ScopeHas::Nothing,
+        });
+        match scope {
+            Ok(ScopeHas::Ours) => Ok(CallSlot::Request),
+            Ok(ScopeHas::Nothing) => {
+                let mut permit = Some(self.acquire().await?);
+                let _ = REQUEST_SLOT.try_with(|slot| {
+                    let mut held = slot.permit.borrow_mut();
+                    if held.is_none() {
+                        *held = permit.take();
+                    }
+                });
+                Ok(permit.map_or(CallSlot::Request, CallSlot::Own))
+            }
+            Ok(ScopeHas::Other) | Err(_) => Ok(CallSlot::Own(self.acquire().await?)),
+        }
+    }
+
     fn permit(&self) -> AdmissionPermit {
         AdmissionPermit {
             admission: self.clone(),
@@ -313,6 +356,7 @@ impl Admission {
             return;
         }
         let short = st.batch_sum / f64::from(st.batch_count);
+        st.recent_rtt = short;
         st.batch_sum = 0.0;
         st.batch_count = 0;
         let peak = std::mem::take(&mut st.batch_peak);
@@ -349,6 +393,53 @@ impl Drop for QueueSlot<'_> {
         if self.held {
             let mut st = self.admission.lock();
             st.queued = st.queued.saturating_sub(1);
+        }
+    }
+}
+
+tokio::task_local! {
+    static REQUEST_SLOT: RequestSlot;
+}
+
+/// The admission a request holds once its first database call was admitted.
+#[derive(Default)]
+struct RequestSlot {
+    permit: std::cell::RefCell<Option<AdmissionPermit>>,
+}
+
+enum ScopeHas {
+    Ours,
+    Other,
+    Nothing,
+}
+
+/// Runs one request with its own admission slot (see the module's documentation); the
+/// permit its first database call took is released when the request ends.
+pub async fn request_scope<F: std::future::Future>(request: F) -> F::Output {
+    REQUEST_SLOT.scope(RequestSlot::default(), request).await
+}
+
+/// How a database call was admitted.
+#[derive(Debug)]
+pub enum CallSlot {
+    /// Its own permit, released when the call ends.
+    Own(AdmissionPermit),
+    /// On its request's permit, released when the request ends.
+    Request,
+}
+
+impl CallSlot {
+    /// The call never reached the database: its duration says nothing about its latency.
+    pub fn no_sample(&mut self) {
+        match self {
+            CallSlot::Own(p) => p.no_sample(),
+            CallSlot::Request => {
+                let _ = REQUEST_SLOT.try_with(|slot| {
+                    if let Some(p) = slot.permit.borrow_mut().as_mut() {
+                        p.no_sample();
+                    }
+                });
+            }
         }
     }
 }

@@ -224,3 +224,51 @@ async fn shutdown_turns_readiness_to_503_and_lets_in_flight_requests_finish() {
     assert_eq!(in_flight.await.unwrap().unwrap(), 503);
     db.thaw();
 }
+
+/// Operations open the breaker while the database answers pings: the supervisor notices
+/// that Open (one it did not cause, possibly while its own ping was running) and runs trial
+/// operations once the open period ends, so the breaker closes with no user traffic and no
+/// ping due for ten minutes. (Defect 4 of the overload issue: the supervisor marked such an
+/// Open as seen and slept until its next ping, and a ping may not close a breaker that
+/// operations opened.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_opened_by_operations_closes_by_itself_without_traffic_or_pings() {
+    let db = Database::start().await;
+    let app = crate::common::spawn_app_with(
+        &db.url(),
+        &[
+            ("MONGO_PING_INTERVAL_MS", "600000"),
+            ("BREAKER_FAILURE_THRESHOLD", "3"),
+        ],
+    )
+    .await;
+    app.wait_ready().await;
+    let t = token(&app);
+    let gateway = app.app().context().gateway.clone();
+    for _ in 0..3 {
+        gateway.inject_fault(aila_api::db::gateway::InjectedFault {
+            operation: "find_one",
+            collection: "users",
+            skip: 0,
+        });
+    }
+    for _ in 0..3 {
+        assert_eq!(app.get("/api/auth/me", Some(&t)).await.status, 503);
+    }
+    let h = app.get("/health", None).await;
+    assert_eq!(h.body["circuit_breaker"]["state"], "open", "{}", h.body);
+    let transitions = gateway.breaker().snapshot().transitions;
+
+    // No request from here on: only the supervisor may close it.
+    wait_until(
+        "the breaker closed by the supervisor's trial operations",
+        || async { app.get("/health", None).await.body["circuit_breaker"]["state"] == "closed" },
+    )
+    .await;
+    let snap = gateway.breaker().snapshot();
+    assert!(snap.transitions >= transitions + 2, "{snap:?}");
+    assert_eq!(
+        app.get("/api/auth/me", Some(&t)).await.detail(),
+        "User not found"
+    );
+}

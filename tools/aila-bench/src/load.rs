@@ -104,6 +104,8 @@ pub struct LoadResult {
     pub latencies_ns: Vec<u64>,
     /// Answers by status code.
     pub statuses: BTreeMap<u16, u64>,
+    /// Latencies by status code, nanoseconds, sorted.
+    pub latencies_by_status: BTreeMap<u16, Vec<u64>>,
     /// CPU, percent of one core: generator, service, database.
     pub cpu: (f64, Option<f64>, Option<f64>),
 }
@@ -112,6 +114,7 @@ pub struct LoadResult {
 struct WorkerTally {
     latencies_ns: Vec<u64>,
     statuses: BTreeMap<u16, u64>,
+    latencies_by_status: BTreeMap<u16, Vec<u64>>,
     errors: u64,
 }
 
@@ -206,7 +209,13 @@ pub async fn run(
                 match outcome {
                     Ok(status) => {
                         if counted && done <= measure_until {
-                            tally.latencies_ns.push((done - sent).as_nanos() as u64);
+                            let ns = (done - sent).as_nanos() as u64;
+                            tally.latencies_ns.push(ns);
+                            tally
+                                .latencies_by_status
+                                .entry(status)
+                                .or_default()
+                                .push(ns);
                             *tally.statuses.entry(status).or_default() += 1;
                         }
                         sender = Some(s);
@@ -230,6 +239,7 @@ pub async fn run(
 
     let mut latencies_ns = Vec::new();
     let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
+    let mut latencies_by_status: BTreeMap<u16, Vec<u64>> = BTreeMap::new();
     let mut errors = 0;
     for w in workers {
         if let Ok(t) = w.await {
@@ -237,16 +247,23 @@ pub async fn run(
             for (k, v) in t.statuses {
                 *statuses.entry(k).or_default() += v;
             }
+            for (k, v) in t.latencies_by_status {
+                latencies_by_status.entry(k).or_default().extend(v);
+            }
             errors += t.errors;
         }
     }
     latencies_ns.sort_unstable();
+    for v in latencies_by_status.values_mut() {
+        v.sort_unstable();
+    }
     LoadResult {
         requests: latencies_ns.len() as u64,
         errors,
         window: config.duration,
         latencies_ns,
         statuses,
+        latencies_by_status,
         cpu: before.percent_until(&after),
     }
 }

@@ -11,11 +11,14 @@
 //! Each scenario runs several times (`--runs`); the table shows the median and the spread.
 //! Results are written down in `docs/BENCHMARKS.md`.
 //!
-//! Layout: [`scenarios`] (what each one does), [`load`] (the generator), [`procs`]
+//! Layout: [`scenarios`] (what each one does; [`overload`] and [`gray`] are the burst and
+//! the network faults), [`load`] (the generator), [`procs`]
 //! (child processes and /proc), [`seed`] (data set-up through the API), [`stats`]
 //! (percentiles, medians), [`report`] (table and JSON).
 
+mod gray;
 mod load;
+mod overload;
 mod procs;
 mod report;
 mod scenarios;
@@ -39,7 +42,7 @@ use crate::scenarios::{ALL, Env, External, Options};
 #[command(name = "aila-bench", version)]
 struct Cli {
     /// Scenarios: health-up, health-down, health-frozen, tree, create-person, outage,
-    /// startup, recovery, or all.
+    /// startup, recovery, overload, gray, or all.
     #[arg(required = true)]
     scenarios: Vec<String>,
     /// Target a running service instead of starting one (health-up, tree and create-person
@@ -77,6 +80,9 @@ struct Cli {
     /// collections hold more than the measured tree (what a shared database looks like).
     #[arg(long, default_value_t = 0)]
     other_trees: usize,
+    /// `overload`: connections of the burst (the unloaded figure uses --concurrency).
+    #[arg(long, default_value_t = 300)]
+    burst_connections: usize,
     /// Seconds the database stays down in `recovery`.
     #[arg(long, default_value_t = 3.0)]
     down: f64,
@@ -192,6 +198,7 @@ fn main() -> Result<()> {
             },
             down: secs(cli.down, "down")?,
             other_trees: cli.other_trees,
+            burst_connections: cli.burst_connections,
         },
         db_kind: db_kind.clone(),
         service: ServiceSpec {

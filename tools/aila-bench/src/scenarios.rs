@@ -18,7 +18,7 @@ use crate::seed::{self, wait_health, wait_status};
 use crate::stats::percentile;
 
 /// Every scenario, in the order `all` runs them.
-pub const ALL: [&str; 8] = [
+pub const ALL: [&str; 10] = [
     "health-up",
     "health-down",
     "health-frozen",
@@ -27,6 +27,8 @@ pub const ALL: [&str; 8] = [
     "outage",
     "startup",
     "recovery",
+    "overload",
+    "gray",
 ];
 
 /// Scenarios that work against `--url` (they need no control of the database).
@@ -43,6 +45,8 @@ pub struct Options {
     pub down: Duration,
     /// Other users' trees seeded before `tree` measures.
     pub other_trees: usize,
+    /// Connections of the burst (`overload`).
+    pub burst_connections: usize,
 }
 
 /// A service started elsewhere (`--url`).
@@ -68,26 +72,26 @@ pub struct Env {
 }
 
 /// The database and the service, ready.
-struct Stack {
-    db: DbServer,
-    svc: Service,
+pub(crate) struct Stack {
+    pub(crate) db: DbServer,
+    pub(crate) svc: Service,
     idle_rss_mib: Option<f64>,
 }
 
-const READY_LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const READY_LIMIT: Duration = Duration::from_secs(60);
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-fn unique_db_name() -> String {
+pub(crate) fn unique_db_name() -> String {
     format!(
         "aila_bench_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     )
 }
 
-async fn start_stack(env: &Env) -> Result<Stack> {
+pub(crate) async fn start_stack(env: &Env) -> Result<Stack> {
     let mut db = DbServer::new(env.db_kind.clone())?;
     db.start().await?;
     let (mut svc, _) = Service::spawn(&env.service, &db.url(), &unique_db_name())?;
@@ -116,7 +120,7 @@ async fn start_stack(env: &Env) -> Result<Stack> {
     })
 }
 
-fn method_text(opts: &Options) -> String {
+pub(crate) fn method_text(opts: &Options) -> String {
     let shape = match opts.load.rate {
         Some(r) => format!("open loop at {r} req/s in total"),
         None => "closed loop".to_string(),
@@ -190,7 +194,7 @@ async fn measured_report(
     (results, report)
 }
 
-fn pct_ms(r: &LoadResult, p: f64) -> f64 {
+pub(crate) fn pct_ms(r: &LoadResult, p: f64) -> f64 {
     percentile(&r.latencies_ns, p).map_or(f64::NAN, |ns| ns as f64 / 1e6)
 }
 
@@ -298,6 +302,8 @@ pub async fn run(env: &Env, name: &str) -> Result<ScenarioReport> {
         "outage" => outage(env).await,
         "startup" => startup(env).await,
         "recovery" => recovery(env).await,
+        "overload" => crate::overload::overload(env).await,
+        "gray" => crate::gray::gray(env).await,
         other => bail!(
             "unknown scenario `{other}` (one of: {}, all)",
             ALL.join(", ")
@@ -371,7 +377,7 @@ async fn health(env: &Env, name: &str, mode: DbMode) -> Result<ScenarioReport> {
 
 /// Seeds `others` users' trees, then the measured user's (100 persons and 150 links each,
 /// through the API); the measured user's token.
-async fn seed_trees(addr: SocketAddr, others: usize) -> Result<String> {
+pub(crate) async fn seed_trees(addr: SocketAddr, others: usize) -> Result<String> {
     for _ in 0..others {
         let other = seed::register(addr).await?;
         seed::seed_tree(addr, &other, 100, 150).await?;
