@@ -1062,6 +1062,30 @@ mod tests {
         assert_eq!(b.state(), BreakerState::Closed);
     }
 
+    /// Defect 3: while half-open with a caller's trial in flight, the supervisor's ping was
+    /// refused, and the supervisor read its own refusal as a lost database: it tripped,
+    /// threw away the healthy trial and doubled the open period. The ping is never refused
+    /// now: it joins the trials, and the caller's trial still settles the breaker.
+    #[tokio::test(start_paused = true)]
+    async fn the_supervisor_ping_joins_a_half_open_trial_instead_of_being_refused() {
+        let (b, log) = breaker();
+        b.trip("server gone");
+        tokio::time::advance(Duration::from_millis(400)).await;
+        let trial = b
+            .try_acquire(Caller::Ordinary)
+            .expect("after the open period and the grace a caller may try");
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        let PingAdmission::Probe(ping) = b.admit_ping() else {
+            panic!("the ping must be admitted while a caller's trial is in flight")
+        };
+        let transitions = b.snapshot().transitions;
+        ping.record(Outcome::Success);
+        assert_eq!(b.state(), BreakerState::Closed, "{:?}", log.lock().unwrap());
+        trial.record(Outcome::Success);
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(b.snapshot().transitions, transitions + 1, "no trip in between");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_trip_hands_an_open_breaker_to_the_supervisor() {
         let (b, _) = breaker();
