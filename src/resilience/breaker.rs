@@ -1083,7 +1083,11 @@ mod tests {
         assert_eq!(b.state(), BreakerState::Closed, "{:?}", log.lock().unwrap());
         trial.record(Outcome::Success);
         assert_eq!(b.state(), BreakerState::Closed);
-        assert_eq!(b.snapshot().transitions, transitions + 1, "no trip in between");
+        assert_eq!(
+            b.snapshot().transitions,
+            transitions + 1,
+            "no trip in between"
+        );
     }
 
     #[tokio::test(start_paused = true)]
