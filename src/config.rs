@@ -90,8 +90,8 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         env: "MONGO_CONNECT_TIMEOUT_MS",
         key: "mongo.connect_timeout_ms",
-        default: "20000",
-        doc: "Driver connect timeout (also the heartbeat socket timeout)",
+        default: "3000",
+        doc: "Driver connect timeout (also the heartbeat socket timeout): how long a connection attempt into a silent network blocks the driver's monitor before it tries again",
     },
     Setting {
         env: "MONGO_MAX_POOL_SIZE",
@@ -557,7 +557,7 @@ fn built_in_defaults() -> RawSettings {
             url: None,
             db_name: "aila_db".into(),
             server_selection_timeout_ms: 10_000,
-            connect_timeout_ms: 20_000,
+            connect_timeout_ms: 3_000,
             max_pool_size: 50,
             min_pool_size: 10,
             retry_reads: true,
@@ -969,7 +969,7 @@ mod tests {
         assert!(cfg.mongo.url_defaulted);
         assert!(cfg.jwt.ephemeral);
         assert_eq!(cfg.mongo.server_selection_timeout, Duration::from_secs(10));
-        assert_eq!(cfg.mongo.connect_timeout, Duration::from_secs(20));
+        assert_eq!(cfg.mongo.connect_timeout, Duration::from_secs(3));
         assert_eq!((cfg.mongo.min_pool_size, cfg.mongo.max_pool_size), (10, 50));
         assert_eq!(cfg.mongo.operation_timeout, Duration::from_secs(5));
         assert_eq!(cfg.warnings.len(), 2, "{:?}", cfg.warnings);
