@@ -38,6 +38,7 @@ pub struct Application {
     server: JoinHandle<std::io::Result<()>>,
     background: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    email_case: JoinHandle<()>,
     drain: Duration,
 }
 
@@ -173,6 +174,13 @@ impl Application {
             Duration::from_millis(settings.preview.sweep_interval_ms),
             shutdown_rx.clone(),
         );
+        // Emails the old service stored in another case: lower-cased once, in the background.
+        let email_case = crate::repo::email_case::spawn_once(
+            gateway.clone(),
+            ctx.db_state.clone(),
+            settings.mongo.index_timeout,
+            shutdown_rx.clone(),
+        );
         let db_name = settings.mongo.db_name.clone();
         let trace = startup_trace_note(&startup, &settings.otel);
         let background = tokio::spawn(async move {
@@ -195,6 +203,7 @@ impl Application {
             server,
             background,
             sweeper,
+            email_case,
             drain,
         })
     }
@@ -231,6 +240,7 @@ impl Application {
         self.background.abort();
         let _ = self.background.await;
         let _ = self.sweeper.await;
+        let _ = self.email_case.await;
         tracing::info!("server stopped");
         result
     }

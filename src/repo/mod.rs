@@ -5,6 +5,7 @@
 pub mod collaborators;
 pub mod contributions;
 pub mod dates;
+pub mod email_case;
 pub mod links;
 pub mod notifications;
 pub mod persons;

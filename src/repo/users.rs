@@ -136,45 +136,28 @@ pub async fn find_by_id(gateway: &Gateway, id: ObjectId) -> Result<Option<UserDo
         .await
 }
 
-/// The user registered under `email`, whatever the case. First an indexed lookup of the
-/// usual spellings ([`email_variants`]); only when none matches, a case-insensitive scan,
-/// for old documents that kept the case their user typed (so `Ada@x.org` can log in as
-/// `ada@x.org`, and cannot be registered a second time in another case).
+/// The user registered under `email`, whatever the case: one indexed lookup of the usual
+/// spellings ([`email_variants`]). Emails the old service stored in another case are
+/// lower-cased once at start-up ([`super::email_case`]), so no per-request scan is needed.
+///
+/// Two users whose emails differ only by case (left so by that migration) are told apart
+/// by the exact spelling: it wins over another spelling, else the oldest user does.
 pub async fn find_by_email(gateway: &Gateway, email: &str) -> Result<Option<UserDoc>, DbError> {
     let variants = email_variants(email);
-    let found = gateway
-        .run("find_one", USERS, |c: Collection<UserDoc>| async move {
-            c.find_one(doc! { "email": { "$in": variants } })
+    let limit = variants.len() as i64;
+    let typed = email.trim().to_string();
+    let found: Vec<UserDoc> = gateway
+        .run("find", USERS, |c: Collection<UserDoc>| async move {
+            c.find(doc! { "email": { "$in": variants } })
                 .sort(doc! { "_id": 1 })
+                .limit(limit)
+                .await?
+                .try_collect()
                 .await
         })
         .await?;
-    if found.is_some() {
-        return Ok(found);
-    }
-    let pattern = bson::Regex {
-        pattern: format!("^{}$", regex_escape(email.trim())),
-        options: "i".into(),
-    };
-    gateway
-        .run("find_one", USERS, |c: Collection<UserDoc>| async move {
-            c.find_one(doc! { "email": { "$regex": pattern } })
-                .sort(doc! { "_id": 1 })
-                .await
-        })
-        .await
-}
-
-/// `s` with every regular-expression metacharacter escaped.
-fn regex_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if "\\.+*?()|[]{}^$#&-~/".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
+    let exact = found.iter().position(|u| u.email == typed);
+    Ok(found.into_iter().nth(exact.unwrap_or(0)))
 }
 
 /// Every user, oldest first, at most `limit`.
@@ -376,11 +359,6 @@ mod tests {
             vec!["ada@example.com", "Ada@example.com", "Ada@Example.COM"]
         );
         assert_eq!(email_variants("ada@example.com"), vec!["ada@example.com"]);
-    }
-
-    #[test]
-    fn regex_metacharacters_are_escaped() {
-        assert_eq!(regex_escape("a.b+c@x.org"), "a\\.b\\+c@x\\.org");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! password hashes, its tokens (and ours verify there), and its documents (naive dates,
 //! ISO strings, `role` missing, optional fields null, unknown fields).
 
-use aila_api::repo::users::insert_raw;
+use aila_api::repo::users::{self, insert_raw};
 use bson::{Bson, Document, doc, oid::ObjectId};
 use mongodb::Collection;
 use serde_json::json;
@@ -36,7 +36,7 @@ fn old_user(id: ObjectId, email: &str) -> Document {
 
 #[tokio::test]
 async fn an_old_user_logs_in_with_a_python_bcrypt_hash() {
-    let (_db, app) = start().await;
+    let (db, app) = start().await;
     let gw = &app.app().context().gateway;
     let id = ObjectId::parse_str(OLD_USER_ID).unwrap();
     insert_raw(gw, old_user(id, "Karim.Old@example.org"))
@@ -88,7 +88,19 @@ async fn an_old_user_logs_in_with_a_python_bcrypt_hash() {
     assert_eq!(users.status, 200, "{}", users.body);
     assert_eq!(users.body.as_array().unwrap().len(), 2);
 
-    // The case the old service kept does not matter any more: login and "taken" alike.
+    // The case the old service kept does not matter any more once the service has started
+    // on those documents (it lower-cases stored emails once): login and "taken" alike.
+    let restarted = crate::common::spawn_app_with(&db.url(), &[("DB_NAME", &app.db_name)]).await;
+    restarted.wait_ready().await;
+    let app = restarted;
+    let gw = &app.app().context().gateway;
+    crate::common::wait_until("stored emails lower-cased", || async {
+        users::find_by_email(gw, "karim.old@example.org")
+            .await
+            .unwrap()
+            .is_some_and(|u| u.email == "karim.old@example.org")
+    })
+    .await;
     let r = app
         .post(
             "/api/auth/login",

@@ -6,6 +6,7 @@
 mod common;
 
 // Part A.
+mod abuse;
 mod auth;
 mod compat;
 mod description;

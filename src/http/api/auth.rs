@@ -83,8 +83,20 @@ pub struct AuthResponse {
     pub user: UserOut,
 }
 
+/// True when `raw` holds a control character (NUL, newline, tab, DEL, ...): no email does,
+/// and such input is refused before it reaches the database.
+pub fn has_control(raw: &str) -> bool {
+    raw.chars().any(char::is_control)
+}
+
 /// `raw` as a stored email: trimmed, lower-cased, and shaped like `local@domain.tld`.
 pub fn parse_email(raw: &str) -> Result<String, String> {
+    if has_control(raw.trim()) {
+        return Err(
+            "email: must not contain control characters (NUL, tab, newline, ...); send the address alone"
+                .to_string(),
+        );
+    }
     let invalid = || format!("email: `{}` is not a valid email address", raw.trim());
     let email = raw.trim().to_lowercase();
     if email.is_empty() || email.len() > EMAIL_MAX {
@@ -168,7 +180,8 @@ impl AuthApi {
     /// The very first user of the database becomes `admin` (exactly one, even under
     /// simultaneous registrations), everyone after that `member`. Pending collaborator
     /// invitations addressed to this email are accepted. 400 `GDPR consent is required`;
-    /// 400 `Email already registered`; 422 for an invalid email, a password shorter than 6
+    /// 400 `Email already registered`; 422 for an invalid email (control characters
+    /// included), a password shorter than 6
     /// characters or longer than 72 bytes, or a blank name.
     #[oai(path = "/auth/register", method = "post")]
     async fn register(&self, body: JsonBody<RegisterBody>) -> ApiResult<Json<AuthResponse>> {
@@ -216,11 +229,14 @@ impl AuthApi {
     /// Log in.
     ///
     /// 401 `Invalid email or password`, the same whether the email is unknown or the
-    /// password wrong.
+    /// password wrong (or the email holds a control character).
     #[oai(path = "/auth/login", method = "post")]
     async fn login(&self, body: JsonBody<LoginBody>) -> ApiResult<Json<AuthResponse>> {
         let body = body.0;
         let gw = &self.ctx.gateway;
+        if has_control(body.email.trim()) {
+            return Err(invalid_login());
+        }
         let user = users::find_by_email(gw, &body.email).await?;
         let hash = user
             .as_ref()
@@ -269,6 +285,10 @@ mod tests {
             assert!(err.starts_with("email:"), "{bad}: {err}");
         }
         assert!(parse_email(&format!("{}@example.org", "a".repeat(65))).is_err());
+        for bad in ["a\u{0}@x.org", "a@x\n.org", "a\t@x.org", "a\u{7f}@x.org"] {
+            let err = parse_email(bad).unwrap_err();
+            assert!(err.contains("control characters"), "{bad:?}: {err}");
+        }
     }
 
     #[test]

@@ -1,0 +1,151 @@
+//! Input an attacker would send, and what closes it: control characters in emails (never a
+//! 500), stored emails lower-cased once at start-up (so an unknown email costs one indexed
+//! lookup, no per-request scan).
+
+use aila_api::repo::users;
+use bson::{Document, doc, oid::ObjectId};
+use serde_json::json;
+
+use crate::common::{spawn_app_with, wait_until};
+use crate::start;
+use crate::support::find;
+
+const PASSWORD: &str = "Password123!";
+
+fn register_body(email: &str) -> serde_json::Value {
+    json!({
+        "email": email, "password": PASSWORD, "first_name": "Ada",
+        "last_name": "Lovelace", "gdpr_consent": true,
+    })
+}
+
+/// The request: `{"email":"a\u0000@x.org"}` on login answered 500.
+#[tokio::test]
+async fn emails_with_nul_or_control_characters_are_refused_never_500() {
+    let (_db, app) = start().await;
+    let (owner, _) = app.register("owner@example.org").await;
+    for email in [
+        "a\u{0}@x.org",
+        "a@x\u{0}.org",
+        "a\n@x.org",
+        "a\u{1b}[31m@x.org",
+        "a\u{7f}@x.org",
+    ] {
+        let r = app
+            .post(
+                "/api/auth/login",
+                json!({"email": email, "password": "whatever1"}),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.detail()),
+            (401, "Invalid email or password"),
+            "{email:?}"
+        );
+
+        let r = app
+            .post("/api/auth/register", register_body(email), None)
+            .await;
+        assert_eq!(r.status, 422, "{email:?}: {}", r.body);
+        assert!(r.detail().contains("control characters"), "{}", r.body);
+
+        let invite = json!({"email": email, "role": "viewer"});
+        let r = app
+            .post("/api/collaborators/invite", invite, Some(&owner))
+            .await;
+        assert_eq!(r.status, 422, "{email:?}: {}", r.body);
+        assert!(r.detail().contains("control characters"), "{}", r.body);
+    }
+    // Surrounding whitespace (a pasted address) is still trimmed, not refused.
+    let r = app
+        .post(
+            "/api/auth/register",
+            register_body(" new@example.org\n"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+fn old_user(email: &str) -> Document {
+    doc! {
+        "_id": ObjectId::new(), "email": email, "password_hash": "$2b$12$x",
+        "first_name": "Old", "last_name": "User",
+    }
+}
+
+async fn stored_emails(app: &crate::common::TestApp) -> Vec<String> {
+    let mut emails: Vec<String> = find(app, users::USERS, doc! {})
+        .await
+        .iter()
+        .map(|u| u.get_str("email").unwrap().to_string())
+        .collect();
+    emails.sort();
+    emails
+}
+
+#[tokio::test]
+async fn stored_emails_are_lower_cased_once_at_start_up_and_case_twins_are_left_alone() {
+    let (db, app) = start().await;
+    let gw = &app.app().context().gateway;
+    for email in [
+        "Mixed.Case@Example.ORG",
+        "Zoé.ÉCOLE@Exemple.fr",
+        "twin@example.org",
+        "TWIN@Example.org",
+        "already@example.org",
+    ] {
+        users::insert_raw(gw, old_user(email)).await.unwrap();
+    }
+    // The documents were written after this service started: it does not scan per request,
+    // so another case finds nothing yet.
+    assert!(
+        users::find_by_email(gw, "mixed.case@example.org")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A restart on those documents lower-cases them, in the background.
+    let restarted = spawn_app_with(&db.url(), &[("DB_NAME", &app.db_name)]).await;
+    restarted.wait_ready().await;
+    wait_until("stored emails lower-cased", || async {
+        stored_emails(&restarted)
+            .await
+            .contains(&"zoé.école@exemple.fr".to_string())
+    })
+    .await;
+    let expected = vec![
+        "TWIN@Example.org".to_string(),
+        "already@example.org".to_string(),
+        "mixed.case@example.org".to_string(),
+        "twin@example.org".to_string(),
+        "zoé.école@exemple.fr".to_string(),
+    ];
+    assert_eq!(stored_emails(&restarted).await, expected);
+    let rgw = &restarted.app().context().gateway;
+    let found = users::find_by_email(rgw, "MIXED.case@example.org")
+        .await
+        .unwrap();
+    assert_eq!(found.unwrap().email, "mixed.case@example.org");
+    // A case twin still finds its own document with its exact spelling.
+    let twin = users::find_by_email(rgw, "TWIN@Example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(twin.email, "TWIN@Example.org");
+
+    // Idempotent: another start changes nothing and still starts.
+    let again = spawn_app_with(&db.url(), &[("DB_NAME", &app.db_name)]).await;
+    again.wait_ready().await;
+    let r = again
+        .post(
+            "/api/auth/login",
+            json!({"email": "nobody@example.org", "password": "x1234567"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(stored_emails(&again).await, expected);
+}
