@@ -1,6 +1,11 @@
 //! JWTs exactly as the old service made them: HS256, claims `user_id` (hex ObjectId),
 //! `iat`, `exp` = issue time + 7 days. Tokens from the old service verify here and ours
 //! verify there (PyJWT decodes them with the same secret).
+//!
+//! Ours add `iat_ms`, the issue time in milliseconds (PyJWT ignores unknown claims), so a
+//! logout ([`Claims::issued_before`]) can tell a token issued just before it from one
+//! issued just after it in the same second. A token without it (the old service's) counts
+//! as issued at the start of its `iat` second.
 
 use std::time::Duration;
 
@@ -21,6 +26,23 @@ pub struct Claims {
     pub iat: i64,
     /// Expires at (seconds since the epoch).
     pub exp: i64,
+    /// Issued at, milliseconds since the epoch (ours only; absent in the old service's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_ms: Option<i64>,
+}
+
+impl Claims {
+    /// When the token was issued, milliseconds since the epoch (`iat` seconds when the
+    /// token has no `iat_ms`).
+    pub fn issued_ms(&self) -> i64 {
+        self.iat_ms.unwrap_or(self.iat.saturating_mul(1000))
+    }
+
+    /// True when the token was issued at or before `cutoff_ms` (a logout or a password
+    /// change at that instant revokes it).
+    pub fn issued_before(&self, cutoff_ms: i64) -> bool {
+        self.issued_ms() <= cutoff_ms
+    }
 }
 
 /// Why a token was refused; the Display is the contract's `detail`.
@@ -64,16 +86,33 @@ impl TokenCodec {
 
     /// A token for `user_id`, valid for seven days from now.
     pub fn issue(&self, user_id: &str) -> String {
-        let now = chrono::Utc::now().timestamp();
-        self.issue_at(user_id, now)
+        self.issue_after(user_id, None)
     }
 
-    /// A token issued at `iat` (seconds), valid seven days.
+    /// A token for `user_id`, valid for seven days from now, that a revocation at
+    /// `revoked_until_ms` (the user's cutoff) does not cover: its `iat_ms` is now, or just
+    /// after the cutoff when the cutoff is not in the past (the same millisecond, or another
+    /// replica's clock ahead of this one). `iat` stays the real time in seconds: PyJWT
+    /// refuses an `iat` in the future.
+    pub fn issue_after(&self, user_id: &str, revoked_until_ms: Option<i64>) -> String {
+        let now = chrono::Utc::now();
+        let now_ms = now.timestamp_millis();
+        let iat_ms = revoked_until_ms.map_or(now_ms, |cut| now_ms.max(cut + 1));
+        self.sign(user_id, now.timestamp(), Some(iat_ms))
+    }
+
+    /// A token issued at `iat` (seconds), valid seven days, without `iat_ms` (as the old
+    /// service made them).
     pub fn issue_at(&self, user_id: &str, iat: i64) -> String {
+        self.sign(user_id, iat, None)
+    }
+
+    fn sign(&self, user_id: &str, iat: i64, iat_ms: Option<i64>) -> String {
         let claims = Claims {
             user_id: user_id.to_string(),
             iat,
             exp: iat + TOKEN_LIFETIME.as_secs() as i64,
+            iat_ms,
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing of plain claims cannot fail")
@@ -105,6 +144,28 @@ mod tests {
         let c = codec.verify(&t).unwrap();
         assert_eq!(c.user_id, "6574a5b2c3d4e5f60718293a");
         assert_eq!(c.exp - c.iat, 7 * 24 * 3600);
+        let ms = c.iat_ms.unwrap();
+        assert!(ms / 1000 == c.iat, "{c:?}");
+    }
+
+    #[test]
+    fn a_token_issued_after_a_cutoff_is_not_covered_by_it_even_in_the_same_millisecond() {
+        let codec = TokenCodec::new(b"s3cret");
+        let cutoff = chrono::Utc::now().timestamp_millis() + 5_000;
+        let c = codec.verify(&codec.issue_after("u", Some(cutoff))).unwrap();
+        assert!(!c.issued_before(cutoff), "{c:?}");
+        assert!(
+            c.iat <= chrono::Utc::now().timestamp(),
+            "iat is never in the future"
+        );
+        let before = codec.verify(&codec.issue("u")).unwrap();
+        assert!(before.issued_before(cutoff));
+        // A token of the old service (seconds only) counts from the start of its second.
+        let iat = chrono::Utc::now().timestamp() - 10;
+        let old = codec.verify(&codec.issue_at("u", iat)).unwrap();
+        assert_eq!(old.iat_ms, None);
+        assert!(old.issued_before(iat * 1000));
+        assert!(!old.issued_before(iat * 1000 - 1));
     }
 
     #[test]
@@ -124,5 +185,6 @@ mod tests {
         assert_eq!(c.user_id, "6574a5b2c3d4e5f60718293a");
         assert_eq!(c.iat, 1702000000);
         assert_eq!(c.exp, 4102444800);
+        assert_eq!(c.issued_ms(), 1_702_000_000_000);
     }
 }

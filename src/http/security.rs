@@ -1,5 +1,7 @@
 //! Bearer authentication: the token is verified, then its user is loaded through the
-//! gateway (a deleted user is refused). A bad token is never treated as "no token".
+//! gateway (a deleted user is refused), and a token issued before the user's revocation
+//! cutoff (`tokens_valid_after`: a logout, a password change) is refused, read from that
+//! same document. A bad token is never treated as "no token".
 
 use bson::oid::ObjectId;
 use poem::Request;
@@ -53,6 +55,13 @@ pub async fn authenticate(ctx: &AppContext, token: &str) -> Result<AuthUser, Api
     let id = ObjectId::parse_str(&claims.user_id)
         .map_err(|_| ApiError::unauthorized("Invalid token"))?;
     match users::find_by_id(&ctx.gateway, id).await? {
+        Some(user)
+            if user
+                .tokens_cutoff_ms()
+                .is_some_and(|cut| claims.issued_before(cut)) =>
+        {
+            Err(ApiError::unauthorized("Token revoked"))
+        }
         Some(user) => Ok(AuthUser { user }),
         None => Err(ApiError::unauthorized("User not found")),
     }

@@ -67,9 +67,22 @@ pub struct UserDoc {
     /// `admin` or `member`; missing or null means member.
     #[serde(default, deserialize_with = "opt_text")]
     pub role: Option<String>,
+    /// Tokens issued at or before this instant are revoked (a logout, a password change);
+    /// missing: every unexpired token is valid (the old service never wrote it).
+    #[serde(
+        default,
+        deserialize_with = "opt_date",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tokens_valid_after: Option<bson::DateTime>,
 }
 
 impl UserDoc {
+    /// The revocation cutoff, milliseconds since the epoch, if any.
+    pub fn tokens_cutoff_ms(&self) -> Option<i64> {
+        self.tokens_valid_after.map(|d| d.timestamp_millis())
+    }
+
     /// True for administrators.
     pub fn is_admin(&self) -> bool {
         self.role() == Role::Admin
@@ -188,6 +201,47 @@ pub async fn set_role(gateway: &Gateway, id: ObjectId, role: Role) -> Result<boo
         .await
 }
 
+/// Revokes every token of user `id` issued at or before `at` (logout). The cutoff only
+/// moves forward (`$max`), so replicas whose clocks disagree never bring a revoked token
+/// back. False when there is no such user.
+pub async fn revoke_tokens(
+    gateway: &Gateway,
+    id: ObjectId,
+    at: bson::DateTime,
+) -> Result<bool, DbError> {
+    set_with_cutoff(gateway, id, at, Document::new()).await
+}
+
+/// Replaces the password hash of user `id` and, in the same write, revokes every token
+/// issued until now. False when there is no such user.
+pub async fn set_password(
+    gateway: &Gateway,
+    id: ObjectId,
+    password_hash: String,
+) -> Result<bool, DbError> {
+    let now = crate::domain::time::now();
+    set_with_cutoff(gateway, id, now, doc! { "password_hash": password_hash }).await
+}
+
+async fn set_with_cutoff(
+    gateway: &Gateway,
+    id: ObjectId,
+    at: bson::DateTime,
+    set: Document,
+) -> Result<bool, DbError> {
+    let mut update = doc! { "$max": { "tokens_valid_after": at } };
+    if !set.is_empty() {
+        update.insert("$set", set);
+    }
+    gateway
+        .run("update_one", USERS, |c: Collection<UserDoc>| async move {
+            c.update_one(doc! { "_id": id }, update)
+                .await
+                .map(|r| r.matched_count > 0)
+        })
+        .await
+}
+
 /// Deletes user `id`. False when there was none.
 pub async fn delete(gateway: &Gateway, id: ObjectId) -> Result<bool, DbError> {
     gateway
@@ -223,6 +277,7 @@ pub async fn create(gateway: &Gateway, new: NewUser) -> Result<Created, DbError>
                 .as_str()
                 .to_string(),
         ),
+        tokens_valid_after: None,
     };
     let doc = user.clone();
     let inserted = gateway

@@ -149,3 +149,97 @@ async fn stored_emails_are_lower_cased_once_at_start_up_and_case_twins_are_left_
     assert_eq!(r.status, 401, "{}", r.body);
     assert_eq!(stored_emails(&again).await, expected);
 }
+
+/// `POST /api/auth/logout` revokes every token of the caller issued before it, and only
+/// those: a token issued right after it (the same second, even the same millisecond)
+/// works.
+#[tokio::test]
+async fn logout_revokes_the_callers_earlier_tokens_and_only_those() {
+    let (_db, app) = start().await;
+    let (first, _) = app.register("ada@example.org").await;
+    let (other, _) = app.register("other@example.org").await;
+    let login = || async {
+        let r = app
+            .post(
+                "/api/auth/login",
+                json!({"email": "ada@example.org", "password": PASSWORD}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.str("access_token").to_string()
+    };
+    let second = login().await;
+    for t in [&first, &second] {
+        assert_eq!(app.get("/api/auth/me", Some(t)).await.status, 200);
+    }
+
+    let r = app
+        .request("POST", "/api/auth/logout", None, Some(&second))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    for t in [&first, &second] {
+        let r = app.get("/api/auth/me", Some(t)).await;
+        assert_eq!((r.status, r.detail()), (401, "Token revoked"));
+        let r = app.request("POST", "/api/auth/logout", None, Some(t)).await;
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
+    // Another user's tokens are untouched.
+    assert_eq!(app.get("/api/auth/me", Some(&other)).await.status, 200);
+
+    // Log in and out in a tight loop: each new token works at once, each logout ends it.
+    for _ in 0..5 {
+        let fresh = login().await;
+        let r = app.get("/api/auth/me", Some(&fresh)).await;
+        assert_eq!(
+            r.status, 200,
+            "a token issued right after a logout: {}",
+            r.body
+        );
+        let r = app
+            .request("POST", "/api/auth/logout", None, Some(&fresh))
+            .await;
+        assert_eq!(r.status, 204, "{}", r.body);
+        let r = app.get("/api/auth/me", Some(&fresh)).await;
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
+    let r = app.request("POST", "/api/auth/logout", None, None).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+}
+
+/// A password change moves the same cutoff: every earlier token is revoked.
+#[tokio::test]
+async fn a_password_change_revokes_earlier_tokens() {
+    let (_db, app) = start().await;
+    let (token, user) = app.register("ada@example.org").await;
+    let gw = &app.app().context().gateway;
+    let id = ObjectId::parse_str(user["id"].as_str().unwrap()).unwrap();
+    let hash = aila_api::auth::password::hash("NewPassword1!".to_string())
+        .await
+        .unwrap();
+    assert!(users::set_password(gw, id, hash).await.unwrap());
+    let r = app.get("/api/auth/me", Some(&token)).await;
+    assert_eq!((r.status, r.detail()), (401, "Token revoked"));
+    let r = app
+        .post(
+            "/api/auth/login",
+            json!({"email": "ada@example.org", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = app
+        .post(
+            "/api/auth/login",
+            json!({"email": "ada@example.org", "password": "NewPassword1!"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        app.get("/api/auth/me", Some(r.str("access_token")))
+            .await
+            .status,
+        200
+    );
+}

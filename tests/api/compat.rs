@@ -246,3 +246,33 @@ async fn old_person_and_link_documents_read_and_delete_cleanly() {
     assert_eq!(tree.body["links"], json!([]));
     assert_eq!(tree.body["persons"].as_array().unwrap().len(), 1);
 }
+
+/// The old front end never logs out: its tokens (PyJWT's, seconds only) keep working until
+/// their user logs out somewhere, then they are revoked with the rest.
+#[tokio::test]
+async fn a_pyjwt_token_works_until_its_user_logs_out() {
+    let (_db, app) = start().await;
+    let gw = &app.app().context().gateway;
+    let id = ObjectId::parse_str(OLD_USER_ID).unwrap();
+    insert_raw(gw, old_user(id, "karim@example.org"))
+        .await
+        .unwrap();
+    assert_eq!(app.get("/api/auth/me", Some(PYJWT_TOKEN)).await.status, 200);
+    let r = app
+        .post(
+            "/api/auth/login",
+            json!({"email": "karim@example.org", "password": OLD_PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Logging in elsewhere revokes nothing.
+    assert_eq!(app.get("/api/auth/me", Some(PYJWT_TOKEN)).await.status, 200);
+    let fresh = r.str("access_token").to_string();
+    let r = app
+        .request("POST", "/api/auth/logout", None, Some(&fresh))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = app.get("/api/auth/me", Some(PYJWT_TOKEN)).await;
+    assert_eq!((r.status, r.detail()), (401, "Token revoked"));
+}

@@ -16,6 +16,7 @@ async fn the_api_description_lists_every_route_with_its_errors() {
         ),
         ("/api/auth/login", "post", &["200", "401", "422", "503"][..]),
         ("/api/auth/me", "get", &["200", "401", "503"][..]),
+        ("/api/auth/logout", "post", &["204", "401", "503"][..]),
         ("/api/users", "get", &["200", "401", "403", "503"][..]),
         (
             "/api/users/{id}/promote",
@@ -66,7 +67,7 @@ async fn the_api_description_lists_every_route_with_its_errors() {
                 "{method} {path} does not document {status}"
             );
         }
-        if method == "post" && path != "/api/auth/me"
+        if method == "post" && path != "/api/auth/logout"
             || method == "put" && path.starts_with("/api/persons")
         {
             let content = &op["requestBody"]["content"];
@@ -80,7 +81,8 @@ async fn the_api_description_lists_every_route_with_its_errors() {
                 op["requestBody"]
             );
         }
-        let authenticated = !path.starts_with("/api/auth/") || path == "/api/auth/me";
+        let authenticated =
+            !path.starts_with("/api/auth/") || path == "/api/auth/me" || path == "/api/auth/logout";
         assert_eq!(
             op["security"].is_array(),
             authenticated,

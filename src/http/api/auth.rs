@@ -1,4 +1,4 @@
-//! `/api/auth`: registration, login and the current user.
+//! `/api/auth`: registration, login, logout and the current user.
 //!
 //! Emails are validated and stored lower-cased; passwords are hashed with bcrypt (`$2b$`,
 //! cost 12) on the blocking pool. Login answers the same 401 `Invalid email or password`
@@ -11,7 +11,7 @@
 //! "Email already registered") still converges.
 
 use poem_openapi::payload::Json;
-use poem_openapi::{Object, OpenApi, Tags};
+use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
 use super::body::JsonBody;
 use super::users::UserOut;
@@ -87,6 +87,14 @@ pub struct AuthResponse {
 /// and such input is refused before it reaches the database.
 pub fn has_control(raw: &str) -> bool {
     raw.chars().any(char::is_control)
+}
+
+/// `POST /api/auth/logout` answer.
+#[derive(Debug, ApiResponse)]
+pub enum LogoutResponse {
+    /// Every earlier token of the caller is revoked.
+    #[oai(status = 204)]
+    LoggedOut,
 }
 
 /// `raw` as a stored email: trimmed, lower-cased, and shaped like `local@domain.tld`.
@@ -166,7 +174,10 @@ pub struct AuthApi {
 impl AuthApi {
     fn respond(&self, user: &users::UserDoc) -> Json<AuthResponse> {
         Json(AuthResponse {
-            access_token: self.ctx.tokens.issue(&user.id.to_hex()),
+            access_token: self
+                .ctx
+                .tokens
+                .issue_after(&user.id.to_hex(), user.tokens_cutoff_ms()),
             token_type: "bearer".into(),
             user: UserOut::from(user),
         })
@@ -249,6 +260,21 @@ impl AuthApi {
         };
         collaborators::claim_invitations(gw, &user.email, &user.id.to_hex()).await?;
         Ok(self.respond(&user))
+    }
+
+    /// Log out everywhere.
+    ///
+    /// Revokes every token of the caller issued until now, on every device (the one sent
+    /// included); a token issued afterwards (a new login) works. Answers 204 with no body;
+    /// 401 when the token is missing, invalid, expired or already revoked (`Token revoked`).
+    /// Changing the password revokes tokens the same way.
+    #[oai(path = "/auth/logout", method = "post")]
+    async fn logout(&self, auth: BearerAuth) -> ApiResult<LogoutResponse> {
+        let user = &auth.0.user;
+        let now = crate::domain::time::now();
+        users::revoke_tokens(&self.ctx.gateway, user.id, now).await?;
+        tracing::info!(user.id = %user.id, "user logged out: earlier tokens revoked");
+        Ok(LogoutResponse::LoggedOut)
     }
 
     /// The current user.
