@@ -5,7 +5,7 @@
 //! - [`security`]: bearer-token authentication.
 //! - [`error`]: the one error type and the JSON error shape.
 //! - [`observe`]: server spans, request metrics, request ids.
-//! - [`body_limit`]: request body size limit (413).
+//! - [`body_limit`]: request body size limit on the stream, every protocol (413).
 //! - [`context`]: what handlers share.
 //!
 //! The API description is served at `/openapi.json`, and an interactive page at `/docs`.

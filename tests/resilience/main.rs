@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod body_stream;
 mod capture;
 mod outage;
 mod overload;
