@@ -244,6 +244,12 @@ pub const SETTINGS: &[Setting] = &[
         doc: "How often expired preview sessions are deleted (the TTL index does it where the server supports it)",
     },
     Setting {
+        env: "HEALTH_SHOW_ERRORS",
+        key: "http.health_show_errors",
+        default: "(true; false when APP_ENV=production)",
+        doc: "true shows the database's error text (driver messages) in /health and /readiness; their state fields are always shown",
+    },
+    Setting {
         env: "JWT_SECRET",
         key: "auth.jwt_secret",
         default: "(generated, ephemeral)",
@@ -341,6 +347,10 @@ pub struct HttpSettings {
     pub shutdown_timeout_ms: u64,
     /// Allowed CORS origins, comma separated; `*` for all.
     pub cors_allowed_origins: String,
+    /// Show the database's error text in `/health` and `/readiness`; unset: true except
+    /// when `APP_ENV=production` (resolved in [`Settings::health_show_errors`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_show_errors: Option<bool>,
 }
 
 /// Circuit-breaker thresholds.
@@ -476,6 +486,10 @@ pub struct MongoSettings {
     pub index_timeout: Duration,
 }
 
+/// Shortest `JWT_SECRET` accepted in production (warned about elsewhere): 256 bits, the
+/// size of HS256's key.
+pub const JWT_SECRET_MIN_BYTES: usize = 32;
+
 /// Where the JWT secret came from.
 #[derive(Debug, Clone)]
 pub struct JwtSecret {
@@ -504,6 +518,8 @@ pub struct Settings {
     pub preview: PreviewSettings,
     /// JWT secret.
     pub jwt: JwtSecret,
+    /// Whether `/health` and `/readiness` show the database's error text.
+    pub health_show_errors: bool,
     /// Logging.
     pub log: LogSettings,
     /// Tracing export.
@@ -552,6 +568,7 @@ fn built_in_defaults() -> RawSettings {
             body_limit_bytes: 8 * 1024 * 1024,
             shutdown_timeout_ms: 10_000,
             cors_allowed_origins: "*".into(),
+            health_show_errors: None,
         },
         mongo: RawMongo {
             url: None,
@@ -863,6 +880,26 @@ impl Settings {
                 }
             }
         };
+        if !jwt.ephemeral {
+            let len = jwt.secret.expose_secret().len();
+            if len < JWT_SECRET_MIN_BYTES {
+                let what = format!(
+                    "JWT_SECRET is {len} bytes, shorter than {JWT_SECRET_MIN_BYTES}: anyone who guesses it can sign tokens for any user; set a random one of at least {JWT_SECRET_MIN_BYTES} bytes (e.g. `openssl rand -hex 32`), the same on every replica"
+                );
+                if raw.app_env == "production" {
+                    return Err(ConfigError(format!(
+                        "{what} (APP_ENV=production refuses to start with a short secret)"
+                    )));
+                }
+                warnings.push(format!(
+                    "{what}; APP_ENV=production would refuse to start with it"
+                ));
+            }
+        }
+        let health_show_errors = raw
+            .http
+            .health_show_errors
+            .unwrap_or(raw.app_env != "production");
         let mut otel = raw.otel;
         otel.ui_url = match otel.ui_url.as_deref().map(str::trim) {
             None | Some("") => None,
@@ -905,6 +942,7 @@ impl Settings {
             },
             preview: raw.preview,
             jwt,
+            health_show_errors,
             log: raw.log,
             otel,
             load_report,
@@ -957,6 +995,44 @@ mod tests {
         };
         std::fs::create_dir_all(&s.config_dir).unwrap();
         (dir, s)
+    }
+
+    #[test]
+    fn a_short_jwt_secret_stops_production_and_is_warned_about_elsewhere() {
+        let (_d, s) = sources(&[("APP_ENV", "production"), ("JWT_SECRET", "short-secret")]);
+        let err = Settings::load(&s).unwrap_err().to_string();
+        assert!(err.contains("JWT_SECRET") && err.contains("32"), "{err}");
+        assert!(
+            !err.contains("short-secret"),
+            "the secret is never printed: {err}"
+        );
+        let (_d, s) = sources(&[("JWT_SECRET", "short-secret")]);
+        let cfg = Settings::load(&s).unwrap();
+        assert!(
+            cfg.warnings
+                .iter()
+                .any(|w| w.contains("JWT_SECRET") && w.contains("32")),
+            "{:?}",
+            cfg.warnings
+        );
+        let long = "x".repeat(32);
+        let (_d, s) = sources(&[("APP_ENV", "production"), ("JWT_SECRET", &long)]);
+        let cfg = Settings::load(&s).unwrap();
+        assert!(!cfg.warnings.iter().any(|w| w.contains("JWT_SECRET")));
+    }
+
+    #[test]
+    fn health_shows_database_errors_by_default_except_in_production() {
+        let (_d, s) = sources(&[]);
+        assert!(Settings::load(&s).unwrap().health_show_errors);
+        let long = "x".repeat(32);
+        let production = [("APP_ENV", "production"), ("JWT_SECRET", long.as_str())];
+        let (_d, s) = sources(&production);
+        assert!(!Settings::load(&s).unwrap().health_show_errors);
+        let (_d, s) = sources(&[production[0], production[1], ("HEALTH_SHOW_ERRORS", "true")]);
+        assert!(Settings::load(&s).unwrap().health_show_errors);
+        let (_d, s) = sources(&[("HEALTH_SHOW_ERRORS", "false")]);
+        assert!(!Settings::load(&s).unwrap().health_show_errors);
     }
 
     #[test]
@@ -1091,7 +1167,12 @@ mod tests {
                 "admission.min_in_flight" => "3",
                 "log.format" => "json",
                 "otel.ui_url" => "http://x-value:16686",
-                k if k.starts_with("mongo.retry") || k == "otel.disabled" => "false",
+                k if k.starts_with("mongo.retry")
+                    || k == "otel.disabled"
+                    || k == "http.health_show_errors" =>
+                {
+                    "false"
+                }
                 k if is_string_setting(k) => "x-value",
                 _ => "777",
             };

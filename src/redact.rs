@@ -3,6 +3,8 @@
 //! [`MongoUrl`] holds the connection string; its `Debug` and `Display` show it with the
 //! password replaced by `****`. [`Redactor`] scrubs the password out of any text (driver
 //! errors sometimes quote the URL or the credentials) before that text is logged or shown.
+//! [`mask_path`] hides the preview-session token (a bearer secret carried in the URL) in a
+//! request path before the path reaches a span, a log line or a metric.
 
 use std::fmt;
 use std::sync::Arc;
@@ -124,6 +126,29 @@ fn percent_decode(s: &str) -> Result<String, ()> {
     String::from_utf8(out).map_err(|_| ())
 }
 
+/// Where preview sessions live; the segment after it is a session's token (a bearer
+/// secret), except for `session` (the creation route).
+const PREVIEW_PREFIX: &str = "/api/preview/";
+
+/// `path` with the preview-session token replaced by `****`:
+/// `/api/preview/3b24...a962/person` becomes `/api/preview/****/person`. Other paths are
+/// returned as they are.
+pub fn mask_path(path: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let Some(rest) = path.strip_prefix(PREVIEW_PREFIX) else {
+        return Cow::Borrowed(path);
+    };
+    let (token, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if token.is_empty() || token == "session" {
+        Cow::Borrowed(path)
+    } else {
+        Cow::Owned(format!("{PREVIEW_PREFIX}****{tail}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +181,21 @@ mod tests {
     fn an_unescaped_at_in_the_password_is_still_hidden() {
         let url = MongoUrl::new("mongodb://u:pa@ss@host:1/db");
         assert_eq!(url.redacted(), "mongodb://u:****@host:1/db");
+    }
+
+    #[test]
+    fn preview_tokens_are_masked_in_paths() {
+        let token = "3b241101-e2bb-4255-8caf-4136c566a962";
+        assert_eq!(
+            mask_path(&format!("/api/preview/{token}")),
+            "/api/preview/****"
+        );
+        assert_eq!(
+            mask_path(&format!("/api/preview/{token}/person")),
+            "/api/preview/****/person"
+        );
+        assert_eq!(mask_path("/api/preview/session"), "/api/preview/session");
+        assert_eq!(mask_path("/api/persons/abc"), "/api/persons/abc");
+        assert_eq!(mask_path("/api/preview/"), "/api/preview/");
     }
 }

@@ -120,6 +120,7 @@ impl Application {
             shutting_down: AtomicBool::new(false),
             config_warnings: settings.warnings.clone(),
             jwt_ephemeral: settings.jwt.ephemeral,
+            health_show_errors: settings.health_show_errors,
             ping_max_age,
             limits: ListLimits::default(),
         }));

@@ -84,6 +84,7 @@ fn context() -> (AppContext, watch::Sender<DbState>) {
         shutting_down: AtomicBool::new(false),
         config_warnings: Vec::new(),
         jwt_ephemeral: false,
+        health_show_errors: true,
         // Long enough that the ping above stays recent for the whole benchmark.
         ping_max_age: Duration::from_secs(24 * 3600),
         limits: ListLimits::default(),

@@ -32,6 +32,8 @@ pub struct AppInner {
     pub config_warnings: Vec<String>,
     /// True when the JWT secret was generated at start-up.
     pub jwt_ephemeral: bool,
+    /// `/health` and `/readiness` show the database's error text.
+    pub health_show_errors: bool,
     /// A ping older than this makes readiness fail.
     pub ping_max_age: Duration,
     /// Default and maximum list sizes.

@@ -155,7 +155,8 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
             otel.kind = "server",
             otel.status_code = Empty,
             http.request.method = %method,
-            url.path = %req.uri().path(),
+            // The preview-session token is a secret: never in a span or a log line.
+            url.path = %crate::redact::mask_path(req.uri().path()),
             http.route = Empty,
             http.response.status_code = Empty,
             user_agent.original = Empty,

@@ -213,7 +213,7 @@ pub fn health_report(ctx: &AppContext) -> HealthReport {
     }
     let mut warnings = ctx.config_warnings.clone();
     warnings.extend(db.warnings.iter().cloned());
-    HealthReport {
+    let mut report = HealthReport {
         status: "healthy".into(),
         timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         service: if ctx.is_shutting_down() {
@@ -273,6 +273,33 @@ pub fn health_report(ctx: &AppContext) -> HealthReport {
         ready: reasons.is_empty(),
         not_ready_reasons: reasons,
         warnings,
+    };
+    if !ctx.health_show_errors {
+        hide_error_text(&mut report);
+    }
+    report
+}
+
+/// What replaces the database's error text when it is hidden.
+pub const ERROR_TEXT_HIDDEN: &str = "error text hidden (HEALTH_SHOW_ERRORS=false)";
+
+/// Removes the database's error text (driver messages, server answers) from `report`,
+/// keeping every state field: anyone may read `/health`, and that text is for operators
+/// (the logs have it).
+pub fn hide_error_text(report: &mut HealthReport) {
+    if !matches!(
+        report.database_message.as_str(),
+        "Connected" | "Connection pending"
+    ) {
+        report.database_message = format!("Database {}: {ERROR_TEXT_HIDDEN}", report.database);
+    }
+    report.circuit_breaker.last_failure = None;
+    report.reconnect.last_error = None;
+    for member in &mut report.members {
+        member.last_error = None;
+    }
+    for failure in &mut report.indexes.failed {
+        failure.error = ERROR_TEXT_HIDDEN.to_string();
     }
 }
 

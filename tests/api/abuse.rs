@@ -243,3 +243,78 @@ async fn a_password_change_revokes_earlier_tokens() {
         200
     );
 }
+
+/// The database's error text (addresses, driver messages) is for operators: `/health` and
+/// `/readiness` show it only when configured to, and never by default in production.
+#[tokio::test]
+async fn health_shows_database_error_text_only_when_configured_to() {
+    let db = crate::common::Database::unstarted();
+    for (show, overrides) in [
+        (true, vec![]),
+        (false, vec![("HEALTH_SHOW_ERRORS", "false")]),
+    ] {
+        let app = spawn_app_with(&db.url(), &overrides).await;
+        let url = format!("{}/health", app.address);
+        let http = app.http.clone();
+        // Until the reconnect loop has failed at least twice (it has error text to show).
+        wait_until("reconnect attempts", || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let h: serde_json::Value =
+                    http.get(&url).send().await.unwrap().json().await.unwrap();
+                h["reconnect"]["attempt"].as_u64().unwrap_or(0) >= 2
+            }
+        })
+        .await;
+        for path in ["/health", "/readiness"] {
+            let h = app.get(path, None).await;
+            // The state fields stay.
+            assert_ne!(h.body["database"], "connected", "{path}: {}", h.body);
+            assert!(h.body["reconnect"]["attempt"].as_u64().unwrap() >= 2);
+            assert!(h.body["circuit_breaker"]["state"].is_string());
+            let text = h.body.to_string();
+            if show {
+                assert!(
+                    h.body["reconnect"]["last_error"].is_string(),
+                    "{path}: {text}"
+                );
+            } else {
+                assert_eq!(
+                    h.body["reconnect"]["last_error"],
+                    json!(null),
+                    "{path}: {text}"
+                );
+                assert_eq!(
+                    h.body["circuit_breaker"]["last_failure"],
+                    json!(null),
+                    "{text}"
+                );
+                for m in h.body["members"].as_array().unwrap() {
+                    assert_eq!(m["last_error"], json!(null), "{text}");
+                }
+                for error_text in ["refused", "no answer within"] {
+                    assert!(!text.to_lowercase().contains(error_text), "{path}: {text}");
+                }
+            }
+        }
+    }
+}
+
+/// An inviter cannot tell from the answer whether an email has an account.
+#[tokio::test]
+async fn the_invite_answer_does_not_reveal_whether_an_email_has_an_account() {
+    let (_db, app) = start().await;
+    let (owner, _) = app.register("owner@example.org").await;
+    app.register("member@example.org").await;
+    let strip = |mut c: serde_json::Value| {
+        let o = c.as_object_mut().unwrap();
+        for k in ["id", "email", "invited_at"] {
+            assert!(o.remove(k).is_some(), "{k}");
+        }
+        c
+    };
+    let known = crate::support::invite(&app, &owner, "member@example.org", "viewer").await;
+    let unknown = crate::support::invite(&app, &owner, "nobody@example.org", "viewer").await;
+    assert_eq!(known["status"], "pending", "{known}");
+    assert_eq!(strip(known), strip(unknown));
+}

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use tracing::subscriber::DefaultGuard;
+use tracing_subscriber::fmt::format::FmtSpan;
 
 /// One test's captured logs; capturing stops when it is dropped.
 pub struct Captured {
@@ -39,10 +40,21 @@ impl Write for Sink {
 
 /// Captures this thread's logs at debug level, with span fields on every line.
 pub fn install() -> Captured {
+    install_with(FmtSpan::NONE)
+}
+
+/// Like [`install`], and every span too, with all its fields, when it opens and closes
+/// (what a trace exporter would receive).
+pub fn install_with_spans() -> Captured {
+    install_with(FmtSpan::NEW | FmtSpan::CLOSE)
+}
+
+fn install_with(span_events: FmtSpan) -> Captured {
     let buffer = Arc::new(Mutex::new(Vec::new()));
     let sink = Sink(buffer.clone());
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter("debug,hyper=info,h2=info,tower=info,poem=info")
+        .with_span_events(span_events)
         .with_writer(move || sink.clone())
         .with_ansi(false)
         .finish();

@@ -8,6 +8,7 @@ mod common;
 
 mod body_stream;
 mod capture;
+mod exposure;
 mod outage;
 mod overload;
 mod process;

@@ -126,8 +126,10 @@ impl CollaboratorsApi {
     ///
     /// When the email belongs to a registered user, the invitation is accepted at once and
     /// that user gets a `collaboration_invite` notification; otherwise it stays `pending`
-    /// until the email registers. 400 when the email was invited already, or is the
-    /// caller's own.
+    /// until the email registers. The answer is the same in both cases (`status: pending`,
+    /// `user_id` and `accepted_at` null), so it does not tell whether the email has an
+    /// account; the list of collaborators shows the real status. 400 when the email was
+    /// invited already, or is the caller's own.
     #[oai(path = "/collaborators/invite", method = "post")]
     async fn invite(
         &self,
@@ -191,7 +193,13 @@ impl CollaboratorsApi {
             );
             notifications::insert(gw, &notification).await?;
         }
-        Ok(Json(collaborator.into()))
+        // The answer is the same whether the email has an account or not (`pending`, no
+        // user id): inviting must not tell who is registered.
+        let mut answer = CollaboratorOut::from(collaborator);
+        answer.user_id = None;
+        answer.status = CollaboratorStatus::Pending;
+        answer.accepted_at = None;
+        Ok(Json(answer))
     }
 
     /// List the collaborators of your tree
