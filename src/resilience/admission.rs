@@ -261,8 +261,10 @@ impl Admission {
     fn retry_after(&self) -> Duration {
         // Long enough for the calls in flight to finish; short enough that a burst's
         // callers come back soon after it passes.
+        // The latest latency when it is above the baseline: under a burst, calls take longer
+        // and so does the room they make.
         let st = self.lock();
-        Duration::from_secs_f64((st.long_rtt * 2.0).clamp(0.1, 1.0))
+        Duration::from_secs_f64((st.recent_rtt.max(st.long_rtt) * 2.0).clamp(0.1, 1.0))
     }
 
     /// Waits for a slot (at most the queue timeout, and only when the queue has room).

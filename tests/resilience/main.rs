@@ -10,7 +10,6 @@ mod body_stream;
 mod capture;
 mod exposure;
 mod outage;
-mod overload;
 mod process;
 mod replica_set;
 mod startup;

@@ -80,6 +80,10 @@ async fn burst(
                         .expect("the service answers");
                     let status = r.status().as_u16();
                     let retry_after = r.headers().get("retry-after").cloned();
+                    let retry_after_ms: Option<u64> = r
+                        .headers()
+                        .get("retry-after-ms")
+                        .and_then(|v| v.to_str().ok()?.parse().ok());
                     let bytes = r.bytes().await.unwrap_or_default();
                     let took = started.elapsed();
                     match status {
@@ -87,8 +91,12 @@ async fn burst(
                         503 if bytes.starts_with(b"{\"detail\":\"Server busy") => {
                             assert!(retry_after.is_some(), "a shed answer carries Retry-After");
                             shed.push(took);
-                            // A polite client waits a little before trying again.
-                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            // A client that does what the answer says: waits Retry-After-Ms
+                            // (the hammering client is `aila-bench overload`, on a release
+                            // build; here a debug build shares two cores with the burst).
+                            let wait =
+                                retry_after_ms.expect("a shed answer carries Retry-After-Ms");
+                            tokio::time::sleep(Duration::from_millis(wait)).await;
                         }
                         _ => other.push(format!("{status} {}", String::from_utf8_lossy(&bytes))),
                     }
@@ -156,7 +164,11 @@ async fn a_burst_on_the_tree_is_shed_fast_without_opening_the_breaker_or_leaving
             let mut samples = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let r = http.get(&url).send().await.expect("readiness answers");
-                samples.push(r.status().as_u16());
+                let status = r.status().as_u16();
+                if status != 200 {
+                    eprintln!("readiness {status}: {}", r.text().await.unwrap_or_default());
+                }
+                samples.push(status);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             samples
