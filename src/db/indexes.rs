@@ -77,6 +77,9 @@ pub const INDEXES: &[IndexSpec] = &[
     },
     ix("persons", &["user_id"]),
     ix("family_links", &["user_id"]),
+    // A person's deletion removes its links by either end.
+    ix("family_links", &["person_id_1"]),
+    ix("family_links", &["person_id_2"]),
     IndexSpec {
         collection: "preview_sessions",
         keys: &["session_token"],

@@ -240,6 +240,54 @@ async fn set_with_cutoff(
                 .map(|r| r.matched_count > 0)
         })
         .await
+/// The result of [`demote`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Demotion {
+    /// The user is a member now (or already was).
+    Demoted,
+    /// No such user.
+    NotFound,
+    /// The user was the last admin: the demotion was undone.
+    LastAdmin,
+}
+
+/// Makes user `id` a member unless that leaves no admin.
+///
+/// FerretDB has no transactions, so the check comes after the write: the demotion is
+/// applied, the admins are counted, and when none is left the demotion is undone. Two
+/// admins demoting each other at once therefore never both succeed (the later count sees
+/// both writes); at worst both are undone and both callers are told why.
+pub async fn demote(gateway: &Gateway, id: ObjectId) -> Result<Demotion, DbError> {
+    let admin = Role::Admin.as_str();
+    let changed = gateway
+        .run("update_one", USERS, |c: Collection<UserDoc>| async move {
+            c.update_one(
+                doc! { "_id": id, "role": admin },
+                doc! { "$set": { "role": Role::Member.as_str() } },
+            )
+            .await
+            .map(|r| r.modified_count > 0)
+        })
+        .await?;
+    if !changed {
+        return Ok(match find_by_id(gateway, id).await? {
+            Some(_) => Demotion::Demoted,
+            None => Demotion::NotFound,
+        });
+    }
+    let admins = gateway
+        .run(
+            "count_documents",
+            USERS,
+            |c: Collection<UserDoc>| async move { c.count_documents(doc! { "role": admin }).await },
+        )
+        .await?;
+    if admins > 0 {
+        return Ok(Demotion::Demoted);
+    }
+    set_role(gateway, id, Role::Admin).await?;
+    tracing::warn!(user.id = %id, "demotion undone: it would have left no admin");
+    Ok(Demotion::LastAdmin)
 }
 
 /// Deletes user `id`. False when there was none.

@@ -196,3 +196,38 @@ async fn only_the_owner_or_an_admin_deletes_a_link_and_others_never_see_it() {
         2
     );
 }
+
+/// Deleting a person deletes its links by `person_id_1` or `person_id_2`: both fields are
+/// indexed, so that deletion does not scan every link of every tree.
+#[tokio::test]
+async fn family_links_are_indexed_by_both_persons() {
+    use crate::common::wait_until;
+    use crate::support::gateway;
+    use bson::Document;
+    use mongodb::Collection;
+
+    let (_db, app) = start().await;
+    let gw = gateway(&app);
+    wait_until("the family_links indexes on both persons", || {
+        let gw = gw.clone();
+        async move {
+            let names = gw
+                .run(
+                    "list_index_names",
+                    "family_links",
+                    |c: Collection<Document>| async move { c.list_index_names().await },
+                )
+                .await
+                .unwrap_or_default();
+            names.iter().any(|n| n == "person_id_1_1") && names.iter().any(|n| n == "person_id_2_1")
+        }
+    })
+    .await;
+    let h = app.get("/health", None).await;
+    let ensured = h.body["indexes"]["ensured"].to_string();
+    assert!(
+        ensured.contains("family_links.person_id_1_1")
+            && ensured.contains("family_links.person_id_2_1"),
+        "{ensured}"
+    );
+}

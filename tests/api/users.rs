@@ -111,3 +111,53 @@ async fn unknown_and_malformed_user_ids_are_404() {
         }
     }
 }
+
+/// Two admins demoting each other at the same moment: each request saw its caller as an
+/// admin, so a check on the caller alone lets both through and leaves no admin at all.
+/// At least one admin must remain whatever the interleaving, and the refused demotion
+/// answers 400 with a `detail` that says why.
+#[tokio::test]
+async fn the_last_admin_cannot_be_demoted_even_by_simultaneous_demotions() {
+    use crate::support::{count, set};
+    use bson::doc;
+
+    let (_db, app) = start().await;
+    let (a, a_user) = app.register("admin-a@example.org").await;
+    let (b, b_user) = app.register("admin-b@example.org").await;
+    let (a_id, b_id) = (id(&a_user), id(&b_user));
+    for round in 0..8 {
+        // Both admins again.
+        for uid in [&a_id, &b_id] {
+            let oid = bson::oid::ObjectId::parse_str(uid).unwrap();
+            set(&app, "users", doc! { "_id": oid }, doc! { "role": "admin" }).await;
+        }
+        let (demote_b, demote_a) = (
+            format!("/api/users/{b_id}/demote"),
+            format!("/api/users/{a_id}/demote"),
+        );
+        let (ra, rb) = tokio::join!(
+            app.put(&demote_b, None, Some(&a)),
+            app.put(&demote_a, None, Some(&b)),
+        );
+        let admins = count(&app, "users", doc! { "role": "admin" }).await;
+        assert!(
+            admins >= 1,
+            "round {round}: no admin left ({} {}, {} {})",
+            ra.status,
+            ra.body,
+            rb.status,
+            rb.body
+        );
+        for r in [&ra, &rb] {
+            assert!(
+                matches!(r.status, 200 | 400 | 403),
+                "round {round}: {} {}",
+                r.status,
+                r.body
+            );
+            if r.status == 400 {
+                assert!(r.detail().contains("last admin"), "{}", r.body);
+            }
+        }
+    }
+}

@@ -12,7 +12,7 @@ use crate::domain::time::iso;
 use crate::http::context::AppContext;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::security::{AuthUser, BearerAuth};
-use crate::repo::users::{self, UserDoc};
+use crate::repo::users::{self, Demotion, UserDoc};
 
 /// API description tags.
 #[derive(Tags)]
@@ -103,8 +103,9 @@ impl UsersApi {
 
     /// Make an admin a member again (admins only).
     ///
-    /// 400 `Cannot demote yourself` (so at least one admin always remains); 404
-    /// `User not found`.
+    /// 400 `Cannot demote yourself`; 400 `Cannot demote the last admin` (two admins
+    /// demoting each other at once: one of them is refused, so an admin always remains);
+    /// 404 `User not found`.
     #[oai(path = "/users/:id/demote", method = "put")]
     async fn demote(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<Message>> {
         require_admin(&auth.0)?;
@@ -112,9 +113,12 @@ impl UsersApi {
         if id == auth.0.id() {
             return Err(ApiError::bad_request("Cannot demote yourself"));
         }
-        if !users::set_role(&self.ctx.gateway, id, Role::Member).await? {
-            return Err(user_not_found());
+        match users::demote(&self.ctx.gateway, id).await? {
+            Demotion::Demoted => Ok(Message::json("User demoted to member")),
+            Demotion::NotFound => Err(user_not_found()),
+            Demotion::LastAdmin => Err(ApiError::bad_request(
+                "Cannot demote the last admin: promote another user first",
+            )),
         }
-        Ok(Message::json("User demoted to member"))
     }
 }
