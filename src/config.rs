@@ -70,6 +70,84 @@ pub const SETTINGS: &[Setting] = &[
         doc: "Comma-separated allowed origins; * allows every origin (with credentials), as the old service did",
     },
     Setting {
+        env: "TRUSTED_PROXIES",
+        key: "http.trusted_proxies",
+        default: "(none)",
+        doc: "Comma-separated addresses or CIDRs of the proxies in front (e.g. the ingress); only a request from one of them has its client address taken from X-Forwarded-For",
+    },
+    Setting {
+        env: "RATE_LIMIT_LOGIN_PER_ADDRESS",
+        key: "rate_limit.login_per_address",
+        default: "20/1m",
+        doc: "Logins per client address (N/period, period in s, m, h or d; off disables); beyond: 429 + Retry-After",
+    },
+    Setting {
+        env: "RATE_LIMIT_LOGIN_PER_ACCOUNT",
+        key: "rate_limit.login_per_account",
+        default: "10/15m",
+        doc: "Login attempts per email, from any address: 10 at once, then one per 90 s",
+    },
+    Setting {
+        env: "RATE_LIMIT_REGISTER_PER_ADDRESS",
+        key: "rate_limit.register_per_address",
+        default: "10/1h",
+        doc: "Registrations per client address",
+    },
+    Setting {
+        env: "RATE_LIMIT_PREVIEW_SESSION_PER_ADDRESS",
+        key: "rate_limit.preview_session_per_address",
+        default: "10/1h",
+        doc: "New preview sessions per client address",
+    },
+    Setting {
+        env: "RATE_LIMIT_PREVIEW_WRITE_PER_ADDRESS",
+        key: "rate_limit.preview_write_per_address",
+        default: "120/1m",
+        doc: "Preview writes (person, link, convert) per client address",
+    },
+    Setting {
+        env: "RATE_LIMIT_PREVIEW_WRITE_PER_SESSION",
+        key: "rate_limit.preview_write_per_session",
+        default: "60/1m",
+        doc: "Preview writes per preview session (the session token is its account)",
+    },
+    Setting {
+        env: "RATE_LIMIT_INVITE_PER_ADDRESS",
+        key: "rate_limit.invite_per_address",
+        default: "30/1h",
+        doc: "Collaborator invitations per client address",
+    },
+    Setting {
+        env: "RATE_LIMIT_INVITE_PER_ACCOUNT",
+        key: "rate_limit.invite_per_account",
+        default: "20/1h",
+        doc: "Collaborator invitations per account",
+    },
+    Setting {
+        env: "RATE_LIMIT_CONTRIBUTION_PER_ADDRESS",
+        key: "rate_limit.contribution_per_address",
+        default: "120/1h",
+        doc: "Contributions submitted per client address",
+    },
+    Setting {
+        env: "RATE_LIMIT_CONTRIBUTION_PER_ACCOUNT",
+        key: "rate_limit.contribution_per_account",
+        default: "60/1h",
+        doc: "Contributions submitted per account",
+    },
+    Setting {
+        env: "RATE_LIMIT_MAX_KEYS",
+        key: "rate_limit.max_keys",
+        default: "100000",
+        doc: "Addresses or accounts one limiter tracks at most (memory bound); when full after pruning, new requests of that kind get 429",
+    },
+    Setting {
+        env: "RATE_LIMIT_PRUNE_INTERVAL_MS",
+        key: "rate_limit.prune_interval_ms",
+        default: "60000",
+        doc: "How often limiters forget the addresses and accounts back to a full allowance",
+    },
+    Setting {
         env: "MONGO_URL",
         key: "mongo.url",
         default: "mongodb://localhost:27017",
@@ -304,6 +382,7 @@ struct RawSettings {
     reconnect: ReconnectSettings,
     admission: AdmissionSettings,
     preview: PreviewSettings,
+    rate_limit: RawRateLimits,
     auth: RawAuth,
     log: LogSettings,
     otel: OtelSettings,
@@ -325,6 +404,23 @@ struct RawMongo {
     ping_interval_ms: u64,
     ping_timeout_ms: u64,
     index_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimits {
+    login_per_address: String,
+    login_per_account: String,
+    register_per_address: String,
+    preview_session_per_address: String,
+    preview_write_per_address: String,
+    preview_write_per_session: String,
+    invite_per_address: String,
+    invite_per_account: String,
+    contribution_per_address: String,
+    contribution_per_account: String,
+    max_keys: usize,
+    prune_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -351,6 +447,92 @@ pub struct HttpSettings {
     /// when `APP_ENV=production` (resolved in [`Settings::health_show_errors`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_show_errors: Option<bool>,
+    /// Proxies whose `X-Forwarded-For` is believed, comma separated (addresses or CIDRs).
+    #[serde(default)]
+    pub trusted_proxies: String,
+}
+
+/// A rate: `count` requests at once, then one more every `period / count` (the period
+/// refills the whole allowance). Written `N/period`, e.g. `20/1m`, `10/15m`, `100/1d`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests allowed at once (the burst).
+    pub count: u32,
+    /// Time to refill the whole allowance.
+    pub period: Duration,
+}
+
+impl std::fmt::Debug for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}s", self.count, self.period.as_secs())
+    }
+}
+
+impl Rate {
+    /// Parses `N/period` (period: a number followed by `s`, `m`, `h` or `d`; a bare unit
+    /// means 1); `off` gives `None` (no limit).
+    pub fn parse(raw: &str) -> Result<Option<Rate>, String> {
+        let raw = raw.trim();
+        if raw.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let bad = || {
+            format!("{raw:?} is not a rate: write N/period, e.g. 20/1m, 10/15m or 5/1h (or off)")
+        };
+        let (count, period) = raw.split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let period = period.trim();
+        let unit = period.chars().last().ok_or_else(bad)?;
+        let amount = &period[..period.len() - unit.len_utf8()];
+        let amount: u64 = if amount.is_empty() {
+            1
+        } else {
+            amount.parse().map_err(|_| bad())?
+        };
+        let secs = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(bad()),
+        };
+        if count == 0 || amount == 0 {
+            return Err(bad());
+        }
+        Ok(Some(Rate {
+            count,
+            period: Duration::from_secs(amount * secs),
+        }))
+    }
+}
+
+/// Rate limits of the abuse-prone routes (`None`: no limit).
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    /// `POST /api/auth/login` per client address.
+    pub login_per_address: Option<Rate>,
+    /// `POST /api/auth/login` per email.
+    pub login_per_account: Option<Rate>,
+    /// `POST /api/auth/register` per client address.
+    pub register_per_address: Option<Rate>,
+    /// `POST /api/preview/session` per client address.
+    pub preview_session_per_address: Option<Rate>,
+    /// Preview writes per client address.
+    pub preview_write_per_address: Option<Rate>,
+    /// Preview writes per session.
+    pub preview_write_per_session: Option<Rate>,
+    /// Invitations per client address.
+    pub invite_per_address: Option<Rate>,
+    /// Invitations per account.
+    pub invite_per_account: Option<Rate>,
+    /// Contributions per client address.
+    pub contribution_per_address: Option<Rate>,
+    /// Contributions per account.
+    pub contribution_per_account: Option<Rate>,
+    /// Keys one limiter tracks at most.
+    pub max_keys: usize,
+    /// Pruning period.
+    pub prune_interval: Duration,
 }
 
 /// Circuit-breaker thresholds.
@@ -516,6 +698,8 @@ pub struct Settings {
     pub admission: AdmissionSettings,
     /// Preview housekeeping.
     pub preview: PreviewSettings,
+    /// Rate limits.
+    pub rate_limit: RateLimitSettings,
     /// JWT secret.
     pub jwt: JwtSecret,
     /// Whether `/health` and `/readiness` show the database's error text.
@@ -569,6 +753,7 @@ fn built_in_defaults() -> RawSettings {
             shutdown_timeout_ms: 10_000,
             cors_allowed_origins: "*".into(),
             health_show_errors: None,
+            trusted_proxies: String::new(),
         },
         mongo: RawMongo {
             url: None,
@@ -608,6 +793,20 @@ fn built_in_defaults() -> RawSettings {
         },
         preview: PreviewSettings {
             sweep_interval_ms: 60_000,
+        },
+        rate_limit: RawRateLimits {
+            login_per_address: "20/1m".into(),
+            login_per_account: "10/15m".into(),
+            register_per_address: "10/1h".into(),
+            preview_session_per_address: "10/1h".into(),
+            preview_write_per_address: "120/1m".into(),
+            preview_write_per_session: "60/1m".into(),
+            invite_per_address: "30/1h".into(),
+            invite_per_account: "20/1h".into(),
+            contribution_per_address: "120/1h".into(),
+            contribution_per_account: "60/1h".into(),
+            max_keys: 100_000,
+            prune_interval_ms: 60_000,
         },
         auth: RawAuth { jwt_secret: None },
         log: LogSettings {
@@ -674,6 +873,7 @@ fn is_string_setting(key: &str) -> bool {
         "app_env"
             | "http.host"
             | "http.cors_allowed_origins"
+            | "http.trusted_proxies"
             | "mongo.url"
             | "mongo.db_name"
             | "auth.jwt_secret"
@@ -682,7 +882,8 @@ fn is_string_setting(key: &str) -> bool {
             | "otel.service_name"
             | "otel.ui_url"
             | "log.format"
-    )
+    ) || key.starts_with("rate_limit.")
+        && !matches!(key, "rate_limit.max_keys" | "rate_limit.prune_interval_ms")
 }
 
 fn explain(err: figment::Error, layers: &[(&str, &HashMap<String, String>)]) -> ConfigError {
@@ -819,6 +1020,13 @@ impl Settings {
         positive("breaker.open_initial_ms", raw.breaker.open_initial_ms)?;
         positive("reconnect.initial_ms", raw.reconnect.initial_ms)?;
         positive("preview.sweep_interval_ms", raw.preview.sweep_interval_ms)?;
+        positive(
+            "rate_limit.prune_interval_ms",
+            raw.rate_limit.prune_interval_ms,
+        )?;
+        crate::http::client_addr::TrustedProxies::parse(&raw.http.trusted_proxies)
+            .map_err(|e| ConfigError(format!("TRUSTED_PROXIES: {e}")))?;
+        let rate_limit = rate_limits(&raw.rate_limit)?;
         if raw.mongo.heartbeat_freq_ms < 500 {
             return Err(ConfigError(format!(
                 "MONGO_HEARTBEAT_FREQ_MS = {} is below the driver's minimum of 500",
@@ -941,6 +1149,7 @@ impl Settings {
                 ..raw.admission
             },
             preview: raw.preview,
+            rate_limit,
             jwt,
             health_show_errors,
             log: raw.log,
@@ -954,6 +1163,53 @@ impl Settings {
     pub fn jwt_secret_bytes(&self) -> &[u8] {
         self.jwt.secret.expose_secret().as_bytes()
     }
+}
+
+/// The rate-limit settings parsed; a bad one names its variable.
+fn rate_limits(raw: &RawRateLimits) -> Result<RateLimitSettings, ConfigError> {
+    let rate = |key: &str, value: &str| {
+        Rate::parse(value).map_err(|e| {
+            let env = SETTINGS
+                .iter()
+                .find(|s| s.key == key)
+                .map_or(key, |s| s.env);
+            ConfigError(format!("{env}: {e}"))
+        })
+    };
+    if raw.max_keys == 0 {
+        return Err(ConfigError(
+            "RATE_LIMIT_MAX_KEYS = 0 must be at least 1".into(),
+        ));
+    }
+    Ok(RateLimitSettings {
+        login_per_address: rate("rate_limit.login_per_address", &raw.login_per_address)?,
+        login_per_account: rate("rate_limit.login_per_account", &raw.login_per_account)?,
+        register_per_address: rate("rate_limit.register_per_address", &raw.register_per_address)?,
+        preview_session_per_address: rate(
+            "rate_limit.preview_session_per_address",
+            &raw.preview_session_per_address,
+        )?,
+        preview_write_per_address: rate(
+            "rate_limit.preview_write_per_address",
+            &raw.preview_write_per_address,
+        )?,
+        preview_write_per_session: rate(
+            "rate_limit.preview_write_per_session",
+            &raw.preview_write_per_session,
+        )?,
+        invite_per_address: rate("rate_limit.invite_per_address", &raw.invite_per_address)?,
+        invite_per_account: rate("rate_limit.invite_per_account", &raw.invite_per_account)?,
+        contribution_per_address: rate(
+            "rate_limit.contribution_per_address",
+            &raw.contribution_per_address,
+        )?,
+        contribution_per_account: rate(
+            "rate_limit.contribution_per_account",
+            &raw.contribution_per_account,
+        )?,
+        max_keys: raw.max_keys,
+        prune_interval: Duration::from_millis(raw.prune_interval_ms),
+    })
 }
 
 /// `JAEGER_UI_URL` checked: an absolute http(s) address, returned without trailing `/`.
@@ -1173,6 +1429,8 @@ mod tests {
                 {
                     "false"
                 }
+                "http.trusted_proxies" => "10.77.0.0/16",
+                k if is_string_setting(k) && k.starts_with("rate_limit.") => "777/777s",
                 k if is_string_setting(k) => "x-value",
                 _ => "777",
             };
@@ -1193,6 +1451,38 @@ mod tests {
                 setting.env
             );
         }
+    }
+
+    #[test]
+    fn rates_are_parsed_and_bad_ones_name_their_variable() {
+        assert_eq!(
+            Rate::parse("20/1m").unwrap(),
+            Some(Rate {
+                count: 20,
+                period: Duration::from_secs(60)
+            })
+        );
+        assert_eq!(
+            Rate::parse(" 10/15m ").unwrap().unwrap().period,
+            Duration::from_secs(900)
+        );
+        assert_eq!(
+            Rate::parse("5/h").unwrap().unwrap().period,
+            Duration::from_secs(3600)
+        );
+        assert_eq!(Rate::parse("off").unwrap(), None);
+        for bad in ["", "20", "0/1m", "20/0m", "20/1w", "x/1m", "20/m1"] {
+            assert!(Rate::parse(bad).is_err(), "{bad}");
+        }
+        let (_d, s) = sources(&[("RATE_LIMIT_LOGIN_PER_ACCOUNT", "lots")]);
+        let err = Settings::load(&s).unwrap_err().to_string();
+        assert!(
+            err.contains("RATE_LIMIT_LOGIN_PER_ACCOUNT") && err.contains("lots"),
+            "{err}"
+        );
+        let (_d, s) = sources(&[("TRUSTED_PROXIES", "10.0.0.0/99")]);
+        let err = Settings::load(&s).unwrap_err().to_string();
+        assert!(err.contains("TRUSTED_PROXIES"), "{err}");
     }
 
     #[test]

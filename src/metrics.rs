@@ -65,6 +65,15 @@ pub struct ShedLabels {
     pub when: &'static str,
 }
 
+/// Labels of rate limits: what they protect and what they are keyed by.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitLabels {
+    /// `login`, `register`, `preview_session`, `preview_write`, `invite`, `contribution`.
+    pub scope: &'static str,
+    /// `address` or `account`.
+    pub per: &'static str,
+}
+
 /// Labels of breaker transitions.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransitionLabels {
@@ -144,6 +153,14 @@ pub struct Metrics {
     pub trace_export_failures: Counter,
     /// Spans dropped by the exporter's queue.
     pub spans_dropped: Counter<u64, AtomicU64>,
+    /// Requests refused by a rate limit (429).
+    pub rate_limit_refused: Family<RateLimitLabels, Counter>,
+    /// Addresses or accounts a rate limiter tracks (after the last pruning).
+    pub rate_limit_keys: Family<RateLimitLabels, Gauge>,
+    /// Configured allowance of each rate limit (requests at once; 0: no limit).
+    pub rate_limit_allowed: Family<RateLimitLabels, Gauge>,
+    /// Configured period of each rate limit (the time to refill the whole allowance).
+    pub rate_limit_period: Family<RateLimitLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -179,6 +196,31 @@ impl Metrics {
         let http_requests_in_flight = Gauge::default();
         let trace_export_failures = Counter::default();
         let spans_dropped = Counter::default();
+        let rate_limit_refused = Family::<RateLimitLabels, Counter>::default();
+        let rate_limit_keys = Family::<RateLimitLabels, Gauge>::default();
+        let rate_limit_allowed = Family::<RateLimitLabels, Gauge>::default();
+        let rate_limit_period = Family::<RateLimitLabels, Gauge>::default();
+        registry.register(
+            "rate_limit_refused_requests",
+            "Requests refused with 429 by a rate limit, by scope and key (address or account)",
+            rate_limit_refused.clone(),
+        );
+        registry.register(
+            "rate_limit_keys",
+            "Addresses or accounts a rate limiter tracks (per process; pruned periodically)",
+            rate_limit_keys.clone(),
+        );
+        registry.register(
+            "rate_limit_allowed_requests",
+            "Configured allowance of a rate limit: requests at once, refilled over the period (0: no limit)",
+            rate_limit_allowed.clone(),
+        );
+        registry.register_with_unit(
+            "rate_limit_period",
+            "Configured period of a rate limit: the time to refill its whole allowance",
+            prometheus_client::registry::Unit::Seconds,
+            rate_limit_period.clone(),
+        );
         registry.register_with_unit(
             "http_server_request_duration",
             "Duration of HTTP requests by method, route template and status",
@@ -298,6 +340,10 @@ impl Metrics {
             http_requests_in_flight,
             trace_export_failures,
             spans_dropped,
+            rate_limit_refused,
+            rate_limit_keys,
+            rate_limit_allowed,
+            rate_limit_period,
         })
     }
 

@@ -25,7 +25,9 @@ use crate::config::{OtelSettings, Settings};
 use crate::db::Gateway;
 use crate::db::state::DbState;
 use crate::db::supervisor::Supervisor;
+use crate::http::client_addr::TrustedProxies;
 use crate::http::context::{AppContext, AppInner, ListLimits};
+use crate::http::rate_limit::RateLimits;
 use crate::metrics::Metrics;
 use crate::resilience::admission::{Admission, AdmissionConfig};
 use crate::resilience::breaker::{Breaker, BreakerConfig};
@@ -39,6 +41,7 @@ pub struct Application {
     background: JoinHandle<()>,
     sweeper: JoinHandle<()>,
     email_case: JoinHandle<()>,
+    pruner: JoinHandle<()>,
     drain: Duration,
 }
 
@@ -110,6 +113,9 @@ impl Application {
             settings.mongo.url.redactor(),
             state_rx.clone(),
         );
+        let rate_limits = Arc::new(RateLimits::new(&settings.rate_limit, metrics.clone()));
+        let trusted_proxies = TrustedProxies::parse(&settings.http.trusted_proxies)
+            .map_err(|e| std::io::Error::other(format!("TRUSTED_PROXIES: {e}")))?;
         let ping_max_age = settings.mongo.ping_interval * 2 + settings.mongo.ping_timeout;
         let ctx = AppContext(Arc::new(AppInner {
             gateway: gateway.clone(),
@@ -123,6 +129,8 @@ impl Application {
             health_show_errors: settings.health_show_errors,
             ping_max_age,
             limits: ListLimits::default(),
+            trusted_proxies,
+            rate_limits: rate_limits.clone(),
         }));
 
         // The port first: answering before any database I/O.
@@ -182,6 +190,7 @@ impl Application {
             settings.mongo.index_timeout,
             shutdown_rx.clone(),
         );
+        let pruner = rate_limits.spawn_pruner(shutdown_rx.clone());
         let db_name = settings.mongo.db_name.clone();
         let trace = startup_trace_note(&startup, &settings.otel);
         let background = tokio::spawn(async move {
@@ -205,6 +214,7 @@ impl Application {
             background,
             sweeper,
             email_case,
+            pruner,
             drain,
         })
     }
@@ -242,6 +252,7 @@ impl Application {
         let _ = self.background.await;
         let _ = self.sweeper.await;
         let _ = self.email_case.await;
+        let _ = self.pruner.await;
         tracing::info!("server stopped");
         result
     }

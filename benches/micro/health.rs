@@ -17,6 +17,7 @@ use aila_api::db::Gateway;
 use aila_api::db::state::{DbState, DbStatus, IndexFailure};
 use aila_api::http::context::{AppContext, AppInner, ListLimits};
 use aila_api::http::probes::health_report;
+use aila_api::http::rate_limit::RateLimits;
 use aila_api::metrics::Metrics;
 use aila_api::redact::Redactor;
 use aila_api::resilience::breaker::{Breaker, BreakerConfig};
@@ -78,7 +79,7 @@ fn context() -> (AppContext, watch::Sender<DbState>) {
     let ctx = AppContext(Arc::new(AppInner {
         gateway,
         tokens: TokenCodec::new(b"benchmark-secret"),
-        metrics,
+        metrics: metrics.clone(),
         db_state: rx,
         started: Instant::now(),
         shutting_down: AtomicBool::new(false),
@@ -88,6 +89,8 @@ fn context() -> (AppContext, watch::Sender<DbState>) {
         // Long enough that the ping above stays recent for the whole benchmark.
         ping_max_age: Duration::from_secs(24 * 3600),
         limits: ListLimits::default(),
+        trusted_proxies: Default::default(),
+        rate_limits: Arc::new(RateLimits::disabled(metrics.clone())),
     }));
     (ctx, tx)
 }

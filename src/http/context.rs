@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::client_addr::TrustedProxies;
+use super::rate_limit::RateLimits;
 use crate::auth::token::TokenCodec;
 use crate::db::{DbState, Gateway};
 use crate::metrics::Metrics;
@@ -38,6 +40,10 @@ pub struct AppInner {
     pub ping_max_age: Duration,
     /// Default and maximum list sizes.
     pub limits: ListLimits,
+    /// The proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
+    /// Rate limits of the abuse-prone routes.
+    pub rate_limits: Arc<RateLimits>,
 }
 
 /// Caps on list sizes (the old service's, now documented in the API description).
@@ -70,6 +76,11 @@ impl Deref for AppContext {
 }
 
 impl AppInner {
+    /// The client address of `req`, as a rate-limit key.
+    pub fn client_key(&self, req: &poem::Request) -> String {
+        self.trusted_proxies.client_key(req)
+    }
+
     /// True once shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)

@@ -7,15 +7,19 @@
 //! - [`observe`]: server spans, request metrics, request ids.
 //! - [`body_limit`]: request body size limit on the stream, every protocol (413).
 //! - [`context`]: what handlers share.
+//! - [`client_addr`]: the client's address (trusted proxies, `X-Forwarded-For`).
+//! - [`rate_limit`]: per-address and per-account rate limits (429).
 //!
 //! The API description is served at `/openapi.json`, and an interactive page at `/docs`.
 
 pub mod api;
 pub mod body_limit;
+pub mod client_addr;
 pub mod context;
 pub mod error;
 pub mod observe;
 pub mod probes;
+pub mod rate_limit;
 pub mod security;
 
 use poem::middleware::Cors;

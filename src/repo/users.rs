@@ -240,6 +240,8 @@ async fn set_with_cutoff(
                 .map(|r| r.matched_count > 0)
         })
         .await
+}
+
 /// The result of [`demote`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Demotion {

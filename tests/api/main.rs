@@ -23,6 +23,7 @@ mod description_sharing;
 mod gdpr;
 mod notifications;
 mod preview;
+mod rate_limits;
 mod shared_tree;
 mod support;
 

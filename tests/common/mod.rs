@@ -193,6 +193,18 @@ pub fn test_settings(mongo_url: &str, overrides: &[(&str, &str)]) -> Settings {
         ("RECONNECT_MAX_MS", "500"),
         ("BREAKER_OPEN_MAX_MS", "1000"),
         ("OTEL_SDK_DISABLED", "true"),
+        // Every test talks from loopback and registers and logs in freely: the rate limits
+        // are off unless a test sets them (tests/api/rate_limits.rs).
+        ("RATE_LIMIT_LOGIN_PER_ADDRESS", "off"),
+        ("RATE_LIMIT_LOGIN_PER_ACCOUNT", "off"),
+        ("RATE_LIMIT_REGISTER_PER_ADDRESS", "off"),
+        ("RATE_LIMIT_PREVIEW_SESSION_PER_ADDRESS", "off"),
+        ("RATE_LIMIT_PREVIEW_WRITE_PER_ADDRESS", "off"),
+        ("RATE_LIMIT_PREVIEW_WRITE_PER_SESSION", "off"),
+        ("RATE_LIMIT_INVITE_PER_ADDRESS", "off"),
+        ("RATE_LIMIT_INVITE_PER_ACCOUNT", "off"),
+        ("RATE_LIMIT_CONTRIBUTION_PER_ADDRESS", "off"),
+        ("RATE_LIMIT_CONTRIBUTION_PER_ACCOUNT", "off"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -37,6 +37,18 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
     ("aila_ready", "gauge", &[]),
     ("aila_trace_export_failures", "counter", &[]),
     ("aila_trace_spans_dropped", "counter", &[]),
+    (
+        "aila_rate_limit_refused_requests",
+        "counter",
+        &["scope", "per"],
+    ),
+    ("aila_rate_limit_keys", "gauge", &["scope", "per"]),
+    (
+        "aila_rate_limit_allowed_requests",
+        "gauge",
+        &["scope", "per"],
+    ),
+    ("aila_rate_limit_period_seconds", "gauge", &["scope", "per"]),
 ];
 
 /// True when `s` holds something that looks like an id: 24 hex digits (ObjectId), a UUID,

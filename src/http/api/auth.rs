@@ -18,6 +18,7 @@ use super::users::UserOut;
 use crate::auth::password;
 use crate::http::context::AppContext;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::rate_limit::{LimitedResult, Per, Scope};
 use crate::http::security::BearerAuth;
 use crate::repo::collaborators;
 use crate::repo::users::{self, Created, NewUser};
@@ -192,10 +193,16 @@ impl AuthApi {
     /// simultaneous registrations), everyone after that `member`. Pending collaborator
     /// invitations addressed to this email are accepted. 400 `GDPR consent is required`;
     /// 400 `Email already registered`; 422 for an invalid email (control characters
-    /// included), a password shorter than 6
-    /// characters or longer than 72 bytes, or a blank name.
+    /// included), a password shorter than 6 characters or longer than 72 bytes, or a blank
+    /// name; 429 with `Retry-After` after too many registrations from one address.
     #[oai(path = "/auth/register", method = "post")]
-    async fn register(&self, body: JsonBody<RegisterBody>) -> ApiResult<Json<AuthResponse>> {
+    async fn register(
+        &self,
+        req: &poem::Request,
+        body: JsonBody<RegisterBody>,
+    ) -> LimitedResult<Json<AuthResponse>> {
+        let limits = &self.ctx.rate_limits;
+        limits.check(Scope::Register, Per::Address, &self.ctx.client_key(req))?;
         let body = body.0;
         let email = parse_email(&body.email).map_err(ApiError::unprocessable)?;
         check_password(&body.password).map_err(ApiError::unprocessable)?;
@@ -204,13 +211,13 @@ impl AuthApi {
         let last_name =
             parse_name("last_name", &body.last_name).map_err(ApiError::unprocessable)?;
         if !body.gdpr_consent {
-            return Err(ApiError::bad_request("GDPR consent is required"));
+            return Err(ApiError::bad_request("GDPR consent is required").into());
         }
         let gw = &self.ctx.gateway;
         // Checked before hashing so a taken email costs no bcrypt work; `create` checks
         // again and the unique index settles a race.
         if users::find_by_email(gw, &email).await?.is_some() {
-            return Err(ApiError::bad_request("Email already registered"));
+            return Err(ApiError::bad_request("Email already registered").into());
         }
         let password_hash = password::hash(body.password)
             .await
@@ -229,7 +236,7 @@ impl AuthApi {
         let user = match created {
             Created::User(user) => user,
             Created::EmailTaken => {
-                return Err(ApiError::bad_request("Email already registered"));
+                return Err(ApiError::bad_request("Email already registered").into());
             }
         };
         collaborators::claim_invitations(gw, &email, &user.id.to_hex()).await?;
@@ -240,13 +247,26 @@ impl AuthApi {
     /// Log in.
     ///
     /// 401 `Invalid email or password`, the same whether the email is unknown or the
-    /// password wrong (or the email holds a control character).
+    /// password wrong (or the email holds a control character). 429 with `Retry-After`
+    /// after too many attempts from one address, or on one account from any address (an
+    /// unknown email is limited the same way).
     #[oai(path = "/auth/login", method = "post")]
-    async fn login(&self, body: JsonBody<LoginBody>) -> ApiResult<Json<AuthResponse>> {
+    async fn login(
+        &self,
+        req: &poem::Request,
+        body: JsonBody<LoginBody>,
+    ) -> LimitedResult<Json<AuthResponse>> {
+        let limits = &self.ctx.rate_limits;
+        limits.check(Scope::Login, Per::Address, &self.ctx.client_key(req))?;
         let body = body.0;
+        limits.check(
+            Scope::Login,
+            Per::Account,
+            &body.email.trim().to_lowercase(),
+        )?;
         let gw = &self.ctx.gateway;
         if has_control(body.email.trim()) {
-            return Err(invalid_login());
+            return Err(invalid_login().into());
         }
         let user = users::find_by_email(gw, &body.email).await?;
         let hash = user
@@ -256,7 +276,7 @@ impl AuthApi {
         let matches = password::verify(body.password, hash).await;
         let user = match user {
             Some(user) if matches => user,
-            _ => return Err(invalid_login()),
+            _ => return Err(invalid_login().into()),
         };
         collaborators::claim_invitations(gw, &user.email, &user.id.to_hex()).await?;
         Ok(self.respond(&user))

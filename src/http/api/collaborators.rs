@@ -25,6 +25,7 @@ use crate::domain::ids::parse_object_id;
 use crate::domain::time::iso;
 use crate::http::context::AppContext;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::rate_limit::{LimitedResult, Per, Scope};
 use crate::http::security::BearerAuth;
 use crate::repo::collaborators::{self, CollaboratorDoc};
 use crate::repo::notifications::{self, NotificationDoc};
@@ -129,18 +130,23 @@ impl CollaboratorsApi {
     /// until the email registers. The answer is the same in both cases (`status: pending`,
     /// `user_id` and `accepted_at` null), so it does not tell whether the email has an
     /// account; the list of collaborators shows the real status. 400 when the email was
-    /// invited already, or is the caller's own.
+    /// invited already, or is the caller's own. 429 with `Retry-After` after too many
+    /// invitations from one address or one account.
     #[oai(path = "/collaborators/invite", method = "post")]
     async fn invite(
         &self,
+        req: &poem::Request,
         auth: BearerAuth,
         body: JsonBody<InviteInput>,
-    ) -> ApiResult<Json<CollaboratorOut>> {
+    ) -> LimitedResult<Json<CollaboratorOut>> {
         let gw = &self.ctx.gateway;
         let owner = &auth.0.user;
+        let limits = &self.ctx.rate_limits;
+        limits.check(Scope::Invite, Per::Address, &self.ctx.client_key(req))?;
+        limits.check(Scope::Invite, Per::Account, &owner.id.to_hex())?;
         let email = parse_email(&body.email).map_err(ApiError::unprocessable)?;
         if owner.email.trim().to_lowercase() == email {
-            return Err(ApiError::bad_request("You cannot invite yourself"));
+            return Err(ApiError::bad_request("You cannot invite yourself").into());
         }
         let owner_id = owner.id.to_hex();
         // No unique index covers (owner, email): two identical invitations racing would both
@@ -150,13 +156,13 @@ impl CollaboratorsApi {
             .await?
             .is_some()
         {
-            return Err(ApiError::bad_request(
-                "This email has already been invited to your tree",
-            ));
+            return Err(
+                ApiError::bad_request("This email has already been invited to your tree").into(),
+            );
         }
         let invitee = users::find_by_email(gw, &email).await?;
         if invitee.as_ref().is_some_and(|u| u.id == owner.id) {
-            return Err(ApiError::bad_request("You cannot invite yourself"));
+            return Err(ApiError::bad_request("You cannot invite yourself").into());
         }
         let now = bson::DateTime::now();
         let collaborator = CollaboratorDoc {

@@ -34,6 +34,7 @@ use crate::domain::person::{PersonInput, PersonUpdate};
 use crate::domain::time::iso;
 use crate::http::context::AppContext;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::rate_limit::{LimitedResult, Per, Scope};
 use crate::http::security::BearerAuth;
 use crate::repo::contributions::{self, ContributionDoc};
 use crate::repo::notifications::{self, NotificationDoc};
@@ -383,36 +384,44 @@ impl ContributionsApi {
     /// Only accepted `editor` collaborators of `owner_id` may (403 otherwise). The change is
     /// stored `pending` and the owner gets a `new_contribution` notification. 422 when
     /// `entity_data` is not a valid person or link body (or `entity_id` is missing or
-    /// malformed); 404 when it names a person or link outside the owner's tree.
+    /// malformed); 404 when it names a person or link outside the owner's tree. 429 with
+    /// `Retry-After` after too many contributions from one address or one account.
     #[oai(path = "/contributions", method = "post")]
     async fn submit(
         &self,
+        req: &poem::Request,
         auth: BearerAuth,
         /// The tree owner's user id.
         owner_id: Query<String>,
         body: JsonBody<ContributionInput>,
-    ) -> ApiResult<Json<ContributionOut>> {
+    ) -> LimitedResult<Json<ContributionOut>> {
         let gw = &self.ctx.gateway;
         let me = &auth.0.user;
+        let limits = &self.ctx.rate_limits;
+        limits.check(Scope::Contribution, Per::Address, &self.ctx.client_key(req))?;
+        limits.check(Scope::Contribution, Per::Account, &me.id.to_hex())?;
         let owner = parse_object_id(&owner_id)
             .ok_or_else(|| ApiError::unprocessable("owner_id: not a valid id"))?
             .to_hex();
         if owner == me.id.to_hex() {
             return Err(ApiError::forbidden(
                 "This is your own tree: change it directly instead of proposing a contribution",
-            ));
+            )
+            .into());
         }
         match collaborators::find_accepted(gw, &owner, &me.id.to_hex()).await? {
             Some(c) if c.role == CollaboratorRole::Editor => {}
             Some(_) => {
                 return Err(ApiError::forbidden(
                     "Only editors can propose changes to this tree (you are a viewer)",
-                ));
+                )
+                .into());
             }
             None => {
                 return Err(ApiError::forbidden(
                     "You are not a collaborator of this tree: ask its owner for an invitation",
-                ));
+                )
+                .into());
             }
         }
         let body = body.0;

@@ -28,6 +28,7 @@ use crate::domain::person::PersonInput;
 use crate::domain::time::iso;
 use crate::http::context::AppContext;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::rate_limit::{LimitedResult, Per, Scope, TooManyRequests};
 use crate::http::security::BearerAuth;
 use crate::repo::links::LinkDoc;
 use crate::repo::persons::PersonDoc;
@@ -241,6 +242,13 @@ impl PreviewApi {
         Ok(session)
     }
 
+    /// The write rate limits: per client address and per session.
+    fn check_write(&self, req: &poem::Request, token: &str) -> Result<(), TooManyRequests> {
+        let limits = &self.ctx.rate_limits;
+        limits.check(Scope::PreviewWrite, Per::Address, &self.ctx.client_key(req))?;
+        limits.check(Scope::PreviewWrite, Per::Account, token)
+    }
+
     fn contention() -> ApiError {
         ApiError::conflict("The preview session changed meanwhile: try again")
     }
@@ -250,9 +258,12 @@ impl PreviewApi {
 impl PreviewApi {
     /// Start a preview session
     ///
-    /// An empty session that lives 24 hours. No account needed.
+    /// An empty session that lives 24 hours. No account needed. 429 with `Retry-After`
+    /// after too many sessions from one address.
     #[oai(path = "/preview/session", method = "post")]
-    async fn create(&self) -> ApiResult<Json<PreviewSessionOut>> {
+    async fn create(&self, req: &poem::Request) -> LimitedResult<Json<PreviewSessionOut>> {
+        let client = self.ctx.client_key(req);
+        (self.ctx.rate_limits).check(Scope::PreviewSession, Per::Address, &client)?;
         let session = PreviewSessionDoc::new();
         preview::insert(&self.ctx.gateway, &session).await?;
         Ok(Json((&session).into()))
@@ -269,13 +280,16 @@ impl PreviewApi {
 
     /// Add a person to a preview session
     ///
-    /// At most 10 persons per session (400 `Preview mode limited to 10 members`).
+    /// At most 10 persons per session (400 `Preview mode limited to 10 members`). 429 with
+    /// `Retry-After` after too many writes from one address or to one session.
     #[oai(path = "/preview/:token/person", method = "post")]
     async fn add_person(
         &self,
+        req: &poem::Request,
         token: Path<String>,
         body: JsonBody<PersonInput>,
-    ) -> ApiResult<Json<PreviewSessionOut>> {
+    ) -> LimitedResult<Json<PreviewSessionOut>> {
+        self.check_write(req, &token)?;
         let input = body.0.normalized().map_err(ApiError::unprocessable)?;
         let person = PreviewPerson {
             id: uuid::Uuid::new_v4().to_string(),
@@ -295,7 +309,7 @@ impl PreviewApi {
         for _ in 0..CAS_ATTEMPTS {
             let mut session = self.live_session(&token).await?;
             if session.persons.len() >= MAX_PERSONS {
-                return Err(ApiError::bad_request("Preview mode limited to 10 members"));
+                return Err(ApiError::bad_request("Preview mode limited to 10 members").into());
             }
             let expected = session.persons.len();
             if preview::push_person(&self.ctx.gateway, session.id, expected, &person).await? {
@@ -303,26 +317,30 @@ impl PreviewApi {
                 return Ok(Json((&session).into()));
             }
         }
-        Err(Self::contention())
+        Err(Self::contention().into())
     }
 
     /// Add a link to a preview session
     ///
     /// Both persons must be in the session (404 `One or both persons not found`) and
-    /// distinct (422); 400 for a link type outside the 16.
+    /// distinct (422); 400 for a link type outside the 16. 429 with `Retry-After` after too
+    /// many writes from one address or to one session.
     #[oai(path = "/preview/:token/link", method = "post")]
     async fn add_link(
         &self,
+        req: &poem::Request,
         token: Path<String>,
         body: JsonBody<PreviewLinkBody>,
-    ) -> ApiResult<Json<PreviewSessionOut>> {
+    ) -> LimitedResult<Json<PreviewSessionOut>> {
+        self.check_write(req, &token)?;
         let input = body.0;
         let link_type = LinkType::parse(input.link_type.trim())
             .ok_or_else(|| invalid_link_type(&input.link_type))?;
         if input.person_id_1 == input.person_id_2 {
             return Err(ApiError::unprocessable(
                 "person_id_2: a person cannot be linked to themselves",
-            ));
+            )
+            .into());
         }
         let link = PreviewLink {
             id: uuid::Uuid::new_v4().to_string(),
@@ -336,12 +354,13 @@ impl PreviewApi {
             let mut session = self.live_session(&token).await?;
             let known = |id: &str| session.persons.iter().any(|p| p.id == id);
             if !known(&link.person_id_1) || !known(&link.person_id_2) {
-                return Err(ApiError::not_found("One or both persons not found"));
+                return Err(ApiError::not_found("One or both persons not found").into());
             }
             if session.links.len() >= MAX_LINKS {
                 return Err(ApiError::bad_request(format!(
                     "Preview mode limited to {MAX_LINKS} links"
-                )));
+                ))
+                .into());
             }
             let expected = session.links.len();
             if preview::push_link(&self.ctx.gateway, session.id, expected, &link).await? {
@@ -349,16 +368,23 @@ impl PreviewApi {
                 return Ok(Json((&session).into()));
             }
         }
-        Err(Self::contention())
+        Err(Self::contention().into())
     }
 
     /// Convert a preview session into your tree
     ///
     /// Copies the session's persons and links into the caller's tree with new ids (links
     /// re-pointed to the new persons), then deletes the session. Safe to retry after a
-    /// failure: nothing is copied twice.
+    /// failure: nothing is copied twice. 429 with `Retry-After` after too many writes from
+    /// one address or to one session.
     #[oai(path = "/preview/:token/convert", method = "post")]
-    async fn convert(&self, auth: BearerAuth, token: Path<String>) -> ApiResult<Json<ConvertOut>> {
+    async fn convert(
+        &self,
+        req: &poem::Request,
+        auth: BearerAuth,
+        token: Path<String>,
+    ) -> LimitedResult<Json<ConvertOut>> {
+        self.check_write(req, &token)?;
         let _guard = self.locks.lock(&token).await;
         let session = self.live_session(&token).await?;
         let user = auth.0.id_hex();

@@ -404,6 +404,20 @@ impl Backend {
     }
 }
 
+/// The rate-limit settings of the service, all turned off for the load.
+const RATE_LIMITS: [&str; 10] = [
+    "RATE_LIMIT_LOGIN_PER_ADDRESS",
+    "RATE_LIMIT_LOGIN_PER_ACCOUNT",
+    "RATE_LIMIT_REGISTER_PER_ADDRESS",
+    "RATE_LIMIT_PREVIEW_SESSION_PER_ADDRESS",
+    "RATE_LIMIT_PREVIEW_WRITE_PER_ADDRESS",
+    "RATE_LIMIT_PREVIEW_WRITE_PER_SESSION",
+    "RATE_LIMIT_INVITE_PER_ADDRESS",
+    "RATE_LIMIT_INVITE_PER_ACCOUNT",
+    "RATE_LIMIT_CONTRIBUTION_PER_ADDRESS",
+    "RATE_LIMIT_CONTRIBUTION_PER_ACCOUNT",
+];
+
 /// The service process the tool started.
 pub struct ServiceProcess {
     child: Child,
@@ -428,6 +442,12 @@ impl ServiceProcess {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string());
+        // The load comes from one address (loopback) and logs in again and again: the
+        // service's rate limits would refuse most of it, so they are off unless `env` says
+        // otherwise.
+        for k in RATE_LIMITS {
+            cmd.env(k, "off");
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
