@@ -148,6 +148,36 @@ pub const SETTINGS: &[Setting] = &[
         doc: "How often limiters forget the addresses and accounts back to a full allowance",
     },
     Setting {
+        env: "HASH_QUEUE_TIMEOUT_MS",
+        key: "limits.hash_queue_timeout_ms",
+        default: "2000",
+        doc: "Longest wait of a login or registration for a bcrypt slot; beyond: 503 + Retry-After",
+    },
+    Setting {
+        env: "PHOTO_MAX_BYTES",
+        key: "limits.photo_max_bytes",
+        default: "2097152",
+        doc: "Longest photo (base64 text, about 1.5 MiB of image); longer gets 422",
+    },
+    Setting {
+        env: "PREVIEW_SESSION_MAX_BYTES",
+        key: "limits.preview_session_max_bytes",
+        default: "12582912",
+        doc: "Largest preview session (below MongoDB's 16 MiB document limit); a write that would pass it gets 400",
+    },
+    Setting {
+        env: "MAX_PERSONS_PER_OWNER",
+        key: "limits.persons_per_owner",
+        default: "1000",
+        doc: "Persons one account may hold in its tree; beyond: 400",
+    },
+    Setting {
+        env: "MAX_PENDING_CONTRIBUTIONS",
+        key: "limits.pending_contributions_per_contributor",
+        default: "50",
+        doc: "Pending (not yet reviewed) contributions one contributor may have; beyond: 400",
+    },
+    Setting {
         env: "MONGO_URL",
         key: "mongo.url",
         default: "mongodb://localhost:27017",
@@ -383,6 +413,7 @@ struct RawSettings {
     admission: AdmissionSettings,
     preview: PreviewSettings,
     rate_limit: RawRateLimits,
+    limits: LimitSettings,
     auth: RawAuth,
     log: LogSettings,
     otel: OtelSettings,
@@ -583,6 +614,22 @@ pub struct AdmissionSettings {
     pub queue_timeout_ms: u64,
 }
 
+/// Caps on the work and storage one request or one account may cause.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Longest wait for a bcrypt slot, milliseconds.
+    pub hash_queue_timeout_ms: u64,
+    /// Longest photo (base64 characters).
+    pub photo_max_bytes: usize,
+    /// Largest preview session document, bytes.
+    pub preview_session_max_bytes: usize,
+    /// Persons per account.
+    pub persons_per_owner: u64,
+    /// Pending contributions per contributor.
+    pub pending_contributions_per_contributor: u64,
+}
+
 /// Preview-session housekeeping.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -700,6 +747,8 @@ pub struct Settings {
     pub preview: PreviewSettings,
     /// Rate limits.
     pub rate_limit: RateLimitSettings,
+    /// Caps on work and storage.
+    pub limits: LimitSettings,
     /// JWT secret.
     pub jwt: JwtSecret,
     /// Whether `/health` and `/readiness` show the database's error text.
@@ -807,6 +856,13 @@ fn built_in_defaults() -> RawSettings {
             contribution_per_account: "60/1h".into(),
             max_keys: 100_000,
             prune_interval_ms: 60_000,
+        },
+        limits: LimitSettings {
+            hash_queue_timeout_ms: 2_000,
+            photo_max_bytes: 2 * 1024 * 1024,
+            preview_session_max_bytes: 12 * 1024 * 1024,
+            persons_per_owner: 1_000,
+            pending_contributions_per_contributor: 50,
         },
         auth: RawAuth { jwt_secret: None },
         log: LogSettings {
@@ -1150,6 +1206,7 @@ impl Settings {
             },
             preview: raw.preview,
             rate_limit,
+            limits: raw.limits,
             jwt,
             health_show_errors,
             log: raw.log,

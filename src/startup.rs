@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::auth::password::Hasher;
 use crate::auth::token::TokenCodec;
 use crate::config::{OtelSettings, Settings};
 use crate::db::Gateway;
@@ -131,6 +132,8 @@ impl Application {
             limits: ListLimits::default(),
             trusted_proxies,
             rate_limits: rate_limits.clone(),
+            hasher: Hasher::new(Duration::from_millis(settings.limits.hash_queue_timeout_ms)),
+            caps: settings.limits.clone(),
         }));
 
         // The port first: answering before any database I/O.

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use aila_api::auth::password::Hasher;
 use aila_api::auth::token::TokenCodec;
+use aila_api::config::LimitSettings;
 use aila_api::db::Gateway;
 use aila_api::db::state::{DbState, DbStatus, IndexFailure};
 use aila_api::http::context::{AppContext, AppInner, ListLimits};
@@ -91,6 +93,14 @@ fn context() -> (AppContext, watch::Sender<DbState>) {
         limits: ListLimits::default(),
         trusted_proxies: Default::default(),
         rate_limits: Arc::new(RateLimits::disabled(metrics.clone())),
+        hasher: Hasher::new(Duration::from_secs(2)),
+        caps: LimitSettings {
+            hash_queue_timeout_ms: 2_000,
+            photo_max_bytes: 2 * 1024 * 1024,
+            preview_session_max_bytes: 12 * 1024 * 1024,
+            persons_per_owner: 1_000,
+            pending_contributions_per_contributor: 50,
+        },
     }));
     (ctx, tx)
 }

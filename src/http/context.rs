@@ -11,7 +11,9 @@ use tokio::time::Instant;
 
 use super::client_addr::TrustedProxies;
 use super::rate_limit::RateLimits;
+use crate::auth::password::Hasher;
 use crate::auth::token::TokenCodec;
+use crate::config::LimitSettings;
 use crate::db::{DbState, Gateway};
 use crate::metrics::Metrics;
 
@@ -44,6 +46,10 @@ pub struct AppInner {
     pub trusted_proxies: TrustedProxies,
     /// Rate limits of the abuse-prone routes.
     pub rate_limits: Arc<RateLimits>,
+    /// bcrypt slots (bounded concurrency, bounded wait).
+    pub hasher: Hasher,
+    /// Caps on photos, preview sessions, persons and pending contributions.
+    pub caps: LimitSettings,
 }
 
 /// Caps on list sizes (the old service's, now documented in the API description).
@@ -76,6 +82,18 @@ impl Deref for AppContext {
 }
 
 impl AppInner {
+    /// 422 when `photo` is longer than `PHOTO_MAX_BYTES`.
+    pub fn check_photo(&self, photo: Option<&str>) -> Result<(), super::error::ApiError> {
+        let max = self.caps.photo_max_bytes;
+        match photo {
+            Some(p) if p.len() > max => Err(super::error::ApiError::unprocessable(format!(
+                "photo: at most {max} bytes of base64 (this one has {}): send a smaller or more compressed image",
+                p.len()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// The client address of `req`, as a rate-limit key.
     pub fn client_key(&self, req: &poem::Request) -> String {
         self.trusted_proxies.client_key(req)

@@ -121,7 +121,8 @@ impl ApiError {
         )
     }
 
-    fn retry_later(detail: &str, retry_after: Duration) -> Self {
+    /// 503 with `Retry-After` and `detail`: a bounded resource is busy, retry later.
+    pub fn retry_later(detail: &str, retry_after: Duration) -> Self {
         let ms = retry_after.as_millis().max(1) as u64;
         let secs = ms.div_ceil(1000).max(1);
         ApiError::Unavailable(

@@ -95,6 +95,18 @@ pub async fn list_pending_for_owner(
     find_many(gw, filter, limit).await
 }
 
+/// How many contributions of `contributor` wait for review.
+pub async fn count_pending_by_contributor(gw: &Gateway, contributor: &str) -> Result<u64, DbError> {
+    let filter =
+        doc! { "contributor_id": contributor, "status": ContributionStatus::Pending.as_str() };
+    gw.run(
+        "count_documents",
+        CONTRIBUTIONS,
+        |c: Collection<ContributionDoc>| async move { c.count_documents(filter).await },
+    )
+    .await
+}
+
 /// The contributions made by `contributor`, newest first, at most `limit`.
 pub async fn list_by_contributor(
     gw: &Gateway,

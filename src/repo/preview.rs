@@ -144,6 +144,15 @@ impl Default for PreviewSessionDoc {
     }
 }
 
+/// The size in bytes of `value` as BSON (what it weighs in a document); 0 when it cannot be
+/// serialised (the write would fail anyway).
+pub fn bson_size<T: Serialize>(value: &T) -> usize {
+    bson::to_document(value)
+        .ok()
+        .and_then(|d| bson::to_vec(&d).ok())
+        .map_or(0, |v| v.len())
+}
+
 /// Inserts a new session.
 pub async fn insert(gw: &Gateway, session: &PreviewSessionDoc) -> Result<(), DbError> {
     gw.run(

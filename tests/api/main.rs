@@ -8,6 +8,7 @@ mod common;
 // Part A.
 mod abuse;
 mod auth;
+mod bounded;
 mod compat;
 mod description;
 mod links;

@@ -205,6 +205,9 @@ pub fn test_settings(mongo_url: &str, overrides: &[(&str, &str)]) -> Settings {
         ("RATE_LIMIT_INVITE_PER_ACCOUNT", "off"),
         ("RATE_LIMIT_CONTRIBUTION_PER_ADDRESS", "off"),
         ("RATE_LIMIT_CONTRIBUTION_PER_ACCOUNT", "off"),
+        // Tests register users concurrently on a shared, loaded machine: bcrypt slots may
+        // take longer than production's 2 s to come free (tests/api/bounded.rs sets its own).
+        ("HASH_QUEUE_TIMEOUT_MS", "30000"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

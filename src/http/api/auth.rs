@@ -162,6 +162,14 @@ fn parse_name(field: &str, raw: &str) -> Result<String, String> {
     }
 }
 
+/// 503 + `Retry-After`: no bcrypt slot came free within `HASH_QUEUE_TIMEOUT_MS`.
+fn busy(b: password::Busy) -> ApiError {
+    ApiError::retry_later(
+        "Too many logins and registrations at once: retry shortly",
+        b.waited.max(std::time::Duration::from_secs(1)),
+    )
+}
+
 fn invalid_login() -> ApiError {
     ApiError::unauthorized("Invalid email or password")
 }
@@ -219,8 +227,12 @@ impl AuthApi {
         if users::find_by_email(gw, &email).await?.is_some() {
             return Err(ApiError::bad_request("Email already registered").into());
         }
-        let password_hash = password::hash(body.password)
+        let password_hash = self
+            .ctx
+            .hasher
+            .hash(body.password)
             .await
+            .map_err(busy)?
             .map_err(ApiError::internal)?;
         let created = users::create(
             gw,
@@ -273,7 +285,12 @@ impl AuthApi {
             .as_ref()
             .map(|u| u.password_hash.clone())
             .unwrap_or_else(|| TIMING_EQUALIZER_HASH.to_string());
-        let matches = password::verify(body.password, hash).await;
+        let matches = self
+            .ctx
+            .hasher
+            .verify(body.password, hash)
+            .await
+            .map_err(busy)?;
         let user = match user {
             Some(user) if matches => user,
             _ => return Err(invalid_login().into()),

@@ -385,7 +385,9 @@ impl ContributionsApi {
     /// stored `pending` and the owner gets a `new_contribution` notification. 422 when
     /// `entity_data` is not a valid person or link body (or `entity_id` is missing or
     /// malformed); 404 when it names a person or link outside the owner's tree. 429 with
-    /// `Retry-After` after too many contributions from one address or one account.
+    /// `Retry-After` after too many contributions from one address or one account. 400 when
+    /// the caller already has `MAX_PENDING_CONTRIBUTIONS` (50) pending contributions; 422
+    /// for a photo over `PHOTO_MAX_BYTES`.
     #[oai(path = "/contributions", method = "post")]
     async fn submit(
         &self,
@@ -433,6 +435,19 @@ impl ContributionsApi {
         )
         .await
         .map_err(ApiError::unprocessable)?;
+        match &change {
+            Change::AddPerson(p) => self.ctx.check_photo(p.photo.as_deref())?,
+            Change::EditPerson(_, u) => self.ctx.check_photo(u.photo.as_deref())?,
+            _ => {}
+        }
+        // Counted before the insert: simultaneous submissions may pass the cap by as many.
+        let max = self.ctx.caps.pending_contributions_per_contributor;
+        if contributions::count_pending_by_contributor(gw, &me.id.to_hex()).await? >= max {
+            return Err(ApiError::bad_request(format!(
+                "You have {max} pending contributions, the most allowed: wait until the tree owners review them"
+            ))
+            .into());
+        }
         self.check_targets(&owner, &change).await?;
         let (entity_id, entity_data) = change.stored();
         let contributor_name = full_name(&me.first_name, &me.last_name);

@@ -131,7 +131,9 @@ impl PersonsApi {
     /// Add a person to the caller's tree.
     ///
     /// Unknown fields are ignored. 422 for a blank name, an invalid gender or an over-long
-    /// field (the photo, base64, may be up to 7 MiB; bodies over the request limit get 413).
+    /// field (the photo, base64, may be up to `PHOTO_MAX_BYTES`, 2 MiB by default; bodies
+    /// over the request limit get 413); 400 when the tree already holds
+    /// `MAX_PERSONS_PER_OWNER` persons (1000 by default).
     #[oai(path = "/persons", method = "post")]
     async fn create(
         &self,
@@ -139,7 +141,16 @@ impl PersonsApi {
         body: JsonBody<PersonInput>,
     ) -> ApiResult<JsonOut<PersonOut>> {
         let input = body.0.normalized().map_err(ApiError::unprocessable)?;
-        let person = persons::insert(&self.ctx.gateway, &auth.0.id_hex(), input, false).await?;
+        self.ctx.check_photo(input.photo.as_deref())?;
+        let owner = auth.0.id_hex();
+        // Counted before the insert: simultaneous creations may pass the cap by as many.
+        let max = self.ctx.caps.persons_per_owner;
+        if persons::count_for_owner(&self.ctx.gateway, &owner).await? >= max {
+            return Err(ApiError::bad_request(format!(
+                "Your tree holds at most {max} persons: delete some before adding more"
+            )));
+        }
+        let person = persons::insert(&self.ctx.gateway, &owner, input, false).await?;
         Ok(JsonOut(PersonOut::from(person)))
     }
 
@@ -179,6 +190,7 @@ impl PersonsApi {
     ) -> ApiResult<JsonOut<PersonOut>> {
         let person = changeable(&self.ctx, &auth.0, &id.0).await?;
         let update = normalized_update(body.0).map_err(ApiError::unprocessable)?;
+        self.ctx.check_photo(update.photo.as_deref())?;
         if update.is_empty() {
             return Err(ApiError::bad_request("No data to update"));
         }

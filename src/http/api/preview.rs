@@ -249,6 +249,20 @@ impl PreviewApi {
         limits.check(Scope::PreviewWrite, Per::Account, token)
     }
 
+    /// 400 when adding `added` bytes would make the session larger than
+    /// `PREVIEW_SESSION_MAX_BYTES` (MongoDB refuses documents over 16 MiB).
+    fn check_size(&self, session: &PreviewSessionDoc, added: usize) -> ApiResult<()> {
+        let max = self.ctx.caps.preview_session_max_bytes;
+        // A few bytes of array-index overhead per element on top of the element itself.
+        let after = preview::bson_size(session) + added + 16;
+        if after > max {
+            return Err(ApiError::bad_request(format!(
+                "Preview session too large: at most {max} bytes in all (this addition would make {after}); use smaller photos or create an account"
+            )));
+        }
+        Ok(())
+    }
+
     fn contention() -> ApiError {
         ApiError::conflict("The preview session changed meanwhile: try again")
     }
@@ -280,7 +294,9 @@ impl PreviewApi {
 
     /// Add a person to a preview session
     ///
-    /// At most 10 persons per session (400 `Preview mode limited to 10 members`). 429 with
+    /// At most 10 persons per session (400 `Preview mode limited to 10 members`), at most
+    /// `PREVIEW_SESSION_MAX_BYTES` (12 MiB) in all (400 `Preview session too large`), a
+    /// photo of at most `PHOTO_MAX_BYTES` (422). 429 with
     /// `Retry-After` after too many writes from one address or to one session.
     #[oai(path = "/preview/:token/person", method = "post")]
     async fn add_person(
@@ -291,6 +307,7 @@ impl PreviewApi {
     ) -> LimitedResult<Json<PreviewSessionOut>> {
         self.check_write(req, &token)?;
         let input = body.0.normalized().map_err(ApiError::unprocessable)?;
+        self.ctx.check_photo(input.photo.as_deref())?;
         let person = PreviewPerson {
             id: uuid::Uuid::new_v4().to_string(),
             first_name: input.first_name,
@@ -311,6 +328,7 @@ impl PreviewApi {
             if session.persons.len() >= MAX_PERSONS {
                 return Err(ApiError::bad_request("Preview mode limited to 10 members").into());
             }
+            self.check_size(&session, preview::bson_size(&person))?;
             let expected = session.persons.len();
             if preview::push_person(&self.ctx.gateway, session.id, expected, &person).await? {
                 session.persons.push(person);
@@ -362,6 +380,7 @@ impl PreviewApi {
                 ))
                 .into());
             }
+            self.check_size(&session, preview::bson_size(&link))?;
             let expected = session.links.len();
             if preview::push_link(&self.ctx.gateway, session.id, expected, &link).await? {
                 session.links.push(link);
