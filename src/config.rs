@@ -156,8 +156,8 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         env: "PHOTO_MAX_BYTES",
         key: "limits.photo_max_bytes",
-        default: "2097152",
-        doc: "Longest photo (base64 text, about 1.5 MiB of image); longer gets 422",
+        default: "4194304",
+        doc: "Longest photo (base64 text, about 3 MiB of image); longer gets 422",
     },
     Setting {
         env: "PREVIEW_SESSION_MAX_BYTES",
@@ -859,7 +859,7 @@ fn built_in_defaults() -> RawSettings {
         },
         limits: LimitSettings {
             hash_queue_timeout_ms: 2_000,
-            photo_max_bytes: 2 * 1024 * 1024,
+            photo_max_bytes: 4 * 1024 * 1024,
             preview_session_max_bytes: 12 * 1024 * 1024,
             persons_per_owner: 1_000,
             pending_contributions_per_contributor: 50,

@@ -96,7 +96,7 @@ fn context() -> (AppContext, watch::Sender<DbState>) {
         hasher: Hasher::new(Duration::from_secs(2)),
         caps: LimitSettings {
             hash_queue_timeout_ms: 2_000,
-            photo_max_bytes: 2 * 1024 * 1024,
+            photo_max_bytes: 4 * 1024 * 1024,
             preview_session_max_bytes: 12 * 1024 * 1024,
             persons_per_owner: 1_000,
             pending_contributions_per_contributor: 50,

@@ -131,7 +131,7 @@ impl PersonsApi {
     /// Add a person to the caller's tree.
     ///
     /// Unknown fields are ignored. 422 for a blank name, an invalid gender or an over-long
-    /// field (the photo, base64, may be up to `PHOTO_MAX_BYTES`, 2 MiB by default; bodies
+    /// field (the photo, base64, may be up to `PHOTO_MAX_BYTES`, 4 MiB by default; bodies
     /// over the request limit get 413); 400 when the tree already holds
     /// `MAX_PERSONS_PER_OWNER` persons (1000 by default).
     #[oai(path = "/persons", method = "post")]
