@@ -214,8 +214,13 @@ async fn a_password_change_revokes_earlier_tokens() {
     let (token, user) = app.register("ada@example.org").await;
     let gw = &app.app().context().gateway;
     let id = ObjectId::parse_str(user["id"].as_str().unwrap()).unwrap();
-    let hash = aila_api::auth::password::hash("NewPassword1!".to_string())
+    let hash = app
+        .app()
+        .context()
+        .hasher
+        .hash("NewPassword1!".to_string())
         .await
+        .unwrap()
         .unwrap();
     assert!(users::set_password(gw, id, hash).await.unwrap());
     let r = app.get("/api/auth/me", Some(&token)).await;
