@@ -63,8 +63,11 @@ async fn client(c: &Cluster) -> Result<Client, String> {
     Ok(Client::new(&c.service_url().await?))
 }
 
+/// A login for an account that does not exist, a new one each time (the per-account rate
+/// limit would otherwise answer 429 after a few).
 fn login_body() -> Value {
-    json!({"email": "nobody@example.com", "password": "Password123!"})
+    let email = format!("nobody-{}@example.com", uuid::Uuid::new_v4().simple());
+    json!({"email": email, "password": "Password123!"})
 }
 
 /// The service's pods that are Running and past their startup probe, at least `n` of them.
@@ -102,13 +105,12 @@ async fn start_without_database(c: &Cluster, _: &mut State) -> Result<(), String
     let pods = started_pods(c, 2, Duration::from_secs(120)).await?;
     let since_started = Instant::now();
     let client = client(c).await?;
-    let login = login_body();
     // The Service answers once a pod is in its endpoints. Connection refused all along
     // means no pod ever was: a readiness probe that follows the database.
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut refused = 0;
     let first = loop {
-        match client.post("/api/auth/login", &login, None).await {
+        match client.post("/api/auth/login", &login_body(), None).await {
             (Outcome::Refused, _) => refused += 1,
             (o @ Outcome::Answer { .. }, took) => break (o, took),
             (other, _) => return Err(format!("the Service gave {other:?}")),
@@ -131,7 +133,7 @@ async fn start_without_database(c: &Cluster, _: &mut State) -> Result<(), String
     let mut took = Vec::new();
     let mut records = Vec::new();
     for _ in 0..60 {
-        let (o, t) = client.post("/api/auth/login", &login, None).await;
+        let (o, t) = client.post("/api/auth/login", &login_body(), None).await;
         took.push(t);
         records.push(Record {
             at: Duration::ZERO,
