@@ -58,8 +58,20 @@ fn install_with(span_events: FmtSpan) -> Captured {
         .with_writer(move || sink.clone())
         .with_ansi(false)
         .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    // A callsite first hit by another test's thread while this subscriber was being
+    // registered can keep a stale "never" interest (tracing caches interest globally): ask
+    // every callsite again now that this one is in place.
+    tracing::callsite::rebuild_interest_cache();
     Captured {
         buffer,
-        _guard: tracing::subscriber::set_default(subscriber),
+        _guard: guard,
     }
+}
+
+/// Asks every callsite again whether a subscriber wants it: call once the service is up,
+/// when its callsites have been registered (possibly by other tests' threads at the same
+/// time as this test's subscriber).
+pub fn refresh_interest() {
+    tracing::callsite::rebuild_interest_cache();
 }

@@ -12,6 +12,7 @@ async fn preview_session_tokens_are_masked_in_logs_spans_and_metrics() {
     let db = Database::start().await;
     let app = spawn_app(&db.url()).await;
     app.wait_ready().await;
+    capture::refresh_interest();
     let r = app.post("/api/preview/session", json!({}), None).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let token = r.str("session_token").to_string();
