@@ -22,7 +22,7 @@ use crate::load::{self, LoadConfig, RequestSpec};
 use crate::overload::{metric_sum, metrics_text, sample_status};
 use crate::procs::{DbServer, Service};
 use crate::report::{Metric, ScenarioReport, Target};
-use crate::scenarios::{Env, READY_LIMIT, method_text, pct_ms, unique_db_name};
+use crate::scenarios::{Env, method_text, pct_ms, unique_db_name, wait_ready};
 use crate::seed::{self, wait_status};
 use crate::stats::percentile;
 
@@ -150,21 +150,7 @@ pub async fn gray(env: &Env) -> Result<ScenarioReport> {
     );
     let (mut svc, _) = Service::spawn(&env.service, &proxy_url, &unique_db_name())?;
     let addr = svc.addr;
-    if let Err(e) = wait_status(
-        addr,
-        "/readiness",
-        200,
-        Duration::from_millis(20),
-        READY_LIMIT,
-    )
-    .await
-    {
-        svc.check_alive()?;
-        return Err(e.context(format!(
-            "the service never got ready (log: {})",
-            svc.log.display()
-        )));
-    }
+    wait_ready(&mut svc).await?;
     let token = seed::register(addr).await?;
     seed::seed_tree(addr, &token, 10, 0).await?;
     let spec = Arc::new(RequestSpec::get("/api/persons").bearer(&token));

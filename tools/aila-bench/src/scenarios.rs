@@ -91,10 +91,9 @@ pub(crate) fn unique_db_name() -> String {
     )
 }
 
-pub(crate) async fn start_stack(env: &Env) -> Result<Stack> {
-    let mut db = DbServer::new(env.db_kind.clone())?;
-    db.start().await?;
-    let (mut svc, _) = Service::spawn(&env.service, &db.url(), &unique_db_name())?;
+/// Waits until the service's `/readiness` says 200; fails with its log's place (or its
+/// last lines, when it exited) otherwise.
+pub(crate) async fn wait_ready(svc: &mut Service) -> Result<()> {
     if let Err(e) = wait_status(
         svc.addr,
         "/readiness",
@@ -110,6 +109,14 @@ pub(crate) async fn start_stack(env: &Env) -> Result<Stack> {
             svc.log.display()
         )));
     }
+    Ok(())
+}
+
+pub(crate) async fn start_stack(env: &Env) -> Result<Stack> {
+    let mut db = DbServer::new(env.db_kind.clone())?;
+    db.start().await?;
+    let (mut svc, _) = Service::spawn(&env.service, &db.url(), &unique_db_name())?;
+    wait_ready(&mut svc).await?;
     // Idle: ready, no traffic for a second.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss_mib = svc.pid().and_then(|p| vm_kib(p, "VmRSS").ok()).map(mib);
