@@ -1641,7 +1641,10 @@ mod tests {
         assert_eq!(cfg.mongo.connect_timeout, Duration::from_secs(3));
         assert_eq!((cfg.mongo.min_pool_size, cfg.mongo.max_pool_size), (10, 50));
         assert_eq!(cfg.mongo.operation_timeout, Duration::from_secs(5));
-        assert_eq!(cfg.warnings.len(), 2, "{:?}", cfg.warnings);
+        // MONGO_URL and JWT_SECRET defaulted, mail off (SMTP_URL unset).
+        assert_eq!(cfg.warnings.len(), 3, "{:?}", cfg.warnings);
+        assert!(cfg.mail.smtp_url.is_none());
+        assert_eq!(cfg.mail.password_reset_ttl, Duration::from_secs(30 * 60));
         assert!(
             cfg.load_report
                 .iter()

@@ -271,10 +271,17 @@ impl Mailpit {
     fn json<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, String> {
         let (status, text) = self.call("GET", path)?;
         if status != 200 {
-            return Err(format!("GET {}{path} answered {status}: {text}", self.http_url()));
+            return Err(format!(
+                "GET {}{path} answered {status}: {text}",
+                self.http_url()
+            ));
         }
-        serde_json::from_str(&text)
-            .map_err(|e| format!("GET {}{path}: unexpected answer ({e}): {text}", self.http_url()))
+        serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "GET {}{path}: unexpected answer ({e}): {text}",
+                self.http_url()
+            )
+        })
     }
 
     /// Every mail held, newest first (at most 1000).
@@ -374,7 +381,10 @@ mod tests {
         assert_eq!(list.len(), 1, "{list:?}");
         assert_eq!(list[0].subject, "Bonjour");
         let mail = mp.message(&list[0].id).unwrap();
-        assert_eq!(mail.link("http://x/").as_deref(), Some("http://x/y?token=1"));
+        assert_eq!(
+            mail.link("http://x/").as_deref(),
+            Some("http://x/y?token=1")
+        );
         mp.clear().unwrap();
         assert!(mp.messages().unwrap().is_empty());
 
