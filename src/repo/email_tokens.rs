@@ -106,6 +106,21 @@ pub async fn create(
         expires_at: bson::DateTime::from_millis(now.timestamp_millis().saturating_add(ttl_ms)),
         used_at: None,
     };
+    // The user's used and expired tokens go first: what the collection holds per user stays
+    // bounded by the rate limits and the validity, with no sweep.
+    let stale = doc! {
+        "user_id": user_id,
+        "$or": [
+            { "used_at": { "$ne": bson::Bson::Null } },
+            { "expires_at": { "$lte": now } },
+        ],
+    };
+    gw.run(
+        "delete_many",
+        EMAIL_TOKENS,
+        |c: Collection<EmailTokenDoc>| async move { c.delete_many(stale).await.map(|_| ()) },
+    )
+    .await?;
     gw.run(
         "insert_one",
         EMAIL_TOKENS,

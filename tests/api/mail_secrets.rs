@@ -66,19 +66,30 @@ async fn no_smtp_password_or_link_token_in_logs_spans_metrics_or_health() {
     }
     let health = app.get("/health", None).await;
     assert_eq!(health.body["mail"], "configured", "{}", health.body);
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("aila_mail_sent_total{kind=\"verify_email\"} 1"),
-        "{metrics}"
-    );
+    // Mailpit may show a mail before the sender has read its final answer: wait for the
+    // counters to catch up.
+    let until = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let metrics = app
+            .http
+            .get(format!("{}/metrics", app.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains(r#"aila_mail_sent_total{kind="verify_email"} 1"#)
+            && metrics.contains(r#"aila_mail_sent_total{kind="password_reset"} 1"#)
+        {
+            break metrics;
+        }
+        assert!(
+            Instant::now() < until,
+            "the sent counters never settled:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let logs = captured.text();
     assert!(
         logs.contains("mail.send"),

@@ -248,6 +248,21 @@ async fn the_binary_warns_once_without_mail_and_never_prints_the_smtp_password_o
     .await;
     let link = link.unwrap();
     assert_eq!(http.get(&link).send().await.unwrap().status(), 200);
+    // The sender logs "mail sent" once it has read the server's last answer, which may come
+    // after Mailpit shows the mail.
+    wait_until("the sent counter", || {
+        let (http, url) = (http.clone(), format!("{base}/metrics"));
+        async move {
+            let Ok(r) = http.get(&url).send().await else {
+                return false;
+            };
+            r.text()
+                .await
+                .unwrap_or_default()
+                .contains(r#"aila_mail_sent_total{kind="verify_email"} 1"#)
+        }
+    })
+    .await;
     let health = http
         .get(format!("{base}/health"))
         .send()
