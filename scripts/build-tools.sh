@@ -7,12 +7,14 @@
 #                                         static/; laid out with `jaeger`, see below)
 #   .tools/bin/toxiproxy-server, .tools/bin/toxiproxy-cli
 #                         tools/toxiproxy (Toxiproxy, a TCP proxy that injects network faults)
+#   .tools/bin/mailpit    tools/mailpit  (Mailpit, a local SMTP server with an HTTP API that
+#                                         keeps every mail it receives: dev and tests)
 #   .tools/k8s/bin/*      tools/kubernetes (Kubernetes v1.34.4 control plane, kubelet,
 #                         kube-proxy, kubectl, etcd, CoreDNS, metrics-server)
 #
-# Usage: scripts/build-tools.sh [ferretdb|jaeger|toxiproxy|kubernetes|all] [--force]   (default: ferretdb)
+# Usage: scripts/build-tools.sh [ferretdb|jaeger|toxiproxy|mailpit|kubernetes|all] [--force]   (default: ferretdb)
 #
-# `all` is ferretdb + jaeger + toxiproxy; the Kubernetes binaries are only built when asked
+# `all` is ferretdb + jaeger + toxiproxy + mailpit; the Kubernetes binaries are only built when asked
 # for (about 10-15 minutes on 2 cores with an empty Go build cache).
 #
 # Needs only Go (>= 1.24; an older `go` auto-downloads the required toolchain)
@@ -29,7 +31,7 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 [ferretdb|jaeger|toxiproxy|kubernetes|all] [--force]" >&2
+	echo "usage: $0 [ferretdb|jaeger|toxiproxy|mailpit|kubernetes|all] [--force]" >&2
 	exit 2
 }
 
@@ -37,7 +39,7 @@ target=""
 force=0
 for arg in "$@"; do
 	case "$arg" in
-	ferretdb | jaeger | toxiproxy | kubernetes | all)
+	ferretdb | jaeger | toxiproxy | mailpit | kubernetes | all)
 		[[ -z "$target" ]] || usage
 		target="$arg"
 		;;
@@ -174,6 +176,17 @@ build_toxiproxy() {
 		github.com/Shopify/toxiproxy/v2/cmd/cli -ldflags "$ldflags"
 }
 
+build_mailpit() {
+	# Straight from the module cache (tool directive in tools/mailpit/go.mod), the version
+	# stamped as Mailpit's release build does. The module carries no build of the web UI's
+	# JavaScript (server/ui/dist is made by npm in Mailpit's release): the HTTP API and
+	# SMTP work in full, the web page shows no app.
+	local version
+	version="$(cd "$repo/tools/mailpit" && "$go_bin" list -mod=readonly -m -f '{{.Version}}' github.com/axllent/mailpit)"
+	build_tool mailpit github.com/axllent/mailpit \
+		-ldflags "-s -w -X github.com/axllent/mailpit/config.Version=$version"
+}
+
 # The Kubernetes binaries: one `go build` of every main package of the module
 # (Go shares the work between them), into .tools/k8s/bin. They are rebuilt only
 # when one of them is missing or older than a file of the module.
@@ -240,12 +253,14 @@ jaeger)
 	layout_jaeger_ui
 	;;
 toxiproxy) build_toxiproxy ;;
+mailpit) build_mailpit ;;
 kubernetes) build_kubernetes ;;
 all)
 	build_ferretdb
 	build_jaeger
 	layout_jaeger_ui
 	build_toxiproxy
+	build_mailpit
 	;;
 esac
 echo "build-tools: done in $((SECONDS - total_start))s"

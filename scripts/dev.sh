@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Starts a local database (FerretDB, built if missing, data in .ferretdb-data/) and the
-# service on http://localhost:8001. Ctrl-C stops both.
+# Starts a local database (FerretDB, built if missing, data in .ferretdb-data/), a local
+# mail server (Mailpit: SMTP on 127.0.0.1:1025, its web UI and API on http://localhost:8025,
+# every mail the service sends lands there) and the service on http://localhost:8001.
+# Ctrl-C stops them all.
 #
 #   scripts/dev.sh                 # database + service
 #   scripts/dev.sh --with-jaeger   # also Jaeger with its web UI: http://localhost:16686
 #                                  # (traces of the service: http://localhost:16686/search?service=aila-api)
 #   AILA_PROFILE=release scripts/dev.sh   # the optimised (LTO) build instead of the dev build
 #
-# Set MONGO_URL to use another database (then no FerretDB is started).
+# Set MONGO_URL to use another database (then no FerretDB is started), SMTP_URL another mail
+# server (then no Mailpit is started).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -38,6 +41,10 @@ if [[ "$with_jaeger" -eq 1 ]]; then
 	scripts/build-tools.sh jaeger &
 	builds+=($!)
 fi
+if [[ -z "${SMTP_URL:-}" ]]; then
+	scripts/build-tools.sh mailpit &
+	builds+=($!)
+fi
 
 # The dev profile (the one the tests build too, in the same target directory): a first
 # build takes a few minutes where the LTO release profile takes many more. AILA_PROFILE=release
@@ -57,6 +64,17 @@ if [[ -z "${MONGO_URL:-}" ]]; then
 	export MONGO_URL="mongodb://127.0.0.1:27017"
 fi
 
+mailpit_ui="http://localhost:8025"
+if [[ -z "${SMTP_URL:-}" ]]; then
+	# Messages kept in memory (a temporary database Mailpit deletes at exit).
+	.tools/bin/mailpit --smtp 127.0.0.1:1025 --listen 127.0.0.1:8025 --smtp-disable-rdns \
+		--disable-version-check --quiet &
+	pids+=($!)
+	export SMTP_URL="smtp://127.0.0.1:1025"
+	export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://localhost:${PORT:-8001}}"
+	started_mailpit=1
+fi
+
 jaeger_ui="http://localhost:16686"
 if [[ "$with_jaeger" -eq 1 ]]; then
 	# Built above with its web UI laid out in .tools/jaeger-ui. Our config: OTLP on 4317/4318, UI and query API on 16686, nothing else bound.
@@ -73,5 +91,8 @@ fi
 pids+=($!)
 if [[ "$with_jaeger" -eq 1 ]]; then
 	echo "dev: Jaeger UI at $jaeger_ui; the service's traces: $jaeger_ui/search?service=aila-api"
+fi
+if [[ "${started_mailpit:-0}" -eq 1 ]]; then
+	echo "dev: Mailpit (the service's mails) at $mailpit_ui; API: $mailpit_ui/api/v1/messages"
 fi
 wait "${pids[-1]}"

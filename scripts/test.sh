@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: builds what is missing (FerretDB, Jaeger and
-# its web UI, Toxiproxy), installs the Python packages the compatibility tests use (bcrypt,
+# its web UI, Toxiproxy, Mailpit), installs the Python packages the compatibility tests use (bcrypt,
 # PyJWT) and the Debian packages the observability tests drive (prometheus, chromium), then runs
 # every Rust test against real server processes.
 #
@@ -15,7 +15,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
-# The Go builds (FerretDB, Jaeger, Toxiproxy) run while Rust compiles the tests: on a fresh machine
+# The Go builds (FerretDB, Jaeger, Toxiproxy, Mailpit) run while Rust compiles the tests: on a fresh machine
 # the two overlap instead of adding up.
 builds=()
 cleanup() {
@@ -30,6 +30,9 @@ scripts/build-tools.sh jaeger &
 builds+=($!)
 # The gray-fault tests (aila-testkit's Toxiproxy client, aila-chaos --test gray).
 scripts/build-tools.sh toxiproxy &
+builds+=($!)
+# The mail tests (tests/api/mail.rs): a real SMTP server with an HTTP API.
+scripts/build-tools.sh mailpit &
 builds+=($!)
 # The cluster tests (tests/cluster), where a kubelet can run (Linux, root) unless
 # AILA_CLUSTER_TESTS=0: their Debian packages now (apt-get), their Go build alongside the

@@ -136,6 +136,30 @@ pub const SETTINGS: &[Setting] = &[
         doc: "Contributions submitted per account",
     },
     Setting {
+        env: "RATE_LIMIT_VERIFY_RESEND_PER_ADDRESS",
+        key: "rate_limit.verify_resend_per_address",
+        default: "10/1h",
+        doc: "Verification mails asked again (POST /api/auth/verify-email/resend) per client address",
+    },
+    Setting {
+        env: "RATE_LIMIT_VERIFY_RESEND_PER_ACCOUNT",
+        key: "rate_limit.verify_resend_per_account",
+        default: "3/1h",
+        doc: "Verification mails asked again per account",
+    },
+    Setting {
+        env: "RATE_LIMIT_PASSWORD_RESET_PER_ADDRESS",
+        key: "rate_limit.password_reset_per_address",
+        default: "10/1h",
+        doc: "Password-reset requests per client address",
+    },
+    Setting {
+        env: "RATE_LIMIT_PASSWORD_RESET_PER_ACCOUNT",
+        key: "rate_limit.password_reset_per_account",
+        default: "3/1h",
+        doc: "Password-reset requests per email, from any address (an unknown email is limited the same way)",
+    },
+    Setting {
         env: "RATE_LIMIT_MAX_KEYS",
         key: "rate_limit.max_keys",
         default: "100000",
@@ -364,6 +388,60 @@ pub const SETTINGS: &[Setting] = &[
         doc: "HS256 secret for tokens (secret); unset: a random one, tokens die with the process",
     },
     Setting {
+        env: "SMTP_URL",
+        key: "mail.smtp_url",
+        default: "(unset: mail off)",
+        doc: "Outgoing mail server, smtp://user:password@host:587?tls=required (or smtps://, or smtp://host:port without TLS for a local catcher); secret: never logged. Unset: email verification, invitation mails and password reset are off (their routes answer 503)",
+    },
+    Setting {
+        env: "MAIL_FROM",
+        key: "mail.from",
+        default: "AÏLA <no-reply@localhost>",
+        doc: "Sender of the service's mails (name and address)",
+    },
+    Setting {
+        env: "PUBLIC_BASE_URL",
+        key: "mail.public_base_url",
+        default: "http://localhost:8001",
+        doc: "Address of the service as a browser reaches it: the base of the links in mails (verification, password reset) and of the app link in invitations",
+    },
+    Setting {
+        env: "MAIL_QUEUE_LENGTH",
+        key: "mail.queue_length",
+        default: "1000",
+        doc: "Mails waiting to be sent at most; beyond, a new mail is dropped (logged, counted) and the request that asked for it still succeeds",
+    },
+    Setting {
+        env: "MAIL_ATTEMPT_TIMEOUT_MS",
+        key: "mail.attempt_timeout_ms",
+        default: "10000",
+        doc: "Deadline of one delivery attempt (connect, TLS, SMTP dialogue)",
+    },
+    Setting {
+        env: "MAIL_RETRY_INITIAL_MS",
+        key: "mail.retry_initial_ms",
+        default: "1000",
+        doc: "First delay before retrying a failed delivery (then doubling, jittered, up to 60 s)",
+    },
+    Setting {
+        env: "MAIL_DEADLINE_MS",
+        key: "mail.deadline_ms",
+        default: "900000",
+        doc: "How long one mail is retried at most before it is given up (counted as failed)",
+    },
+    Setting {
+        env: "EMAIL_VERIFICATION_TTL_MS",
+        key: "mail.verification_ttl_ms",
+        default: "172800000",
+        doc: "How long an email verification link stays valid (48 h)",
+    },
+    Setting {
+        env: "PASSWORD_RESET_TTL_MS",
+        key: "mail.password_reset_ttl_ms",
+        default: "1800000",
+        doc: "How long a password-reset link stays valid (30 min)",
+    },
+    Setting {
         env: "LOG_FORMAT",
         key: "log.format",
         default: "text",
@@ -415,6 +493,7 @@ struct RawSettings {
     rate_limit: RawRateLimits,
     limits: LimitSettings,
     auth: RawAuth,
+    mail: RawMail,
     log: LogSettings,
     otel: OtelSettings,
 }
@@ -450,8 +529,26 @@ struct RawRateLimits {
     invite_per_account: String,
     contribution_per_address: String,
     contribution_per_account: String,
+    verify_resend_per_address: String,
+    verify_resend_per_account: String,
+    password_reset_per_address: String,
+    password_reset_per_account: String,
     max_keys: usize,
     prune_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMail {
+    smtp_url: Option<String>,
+    from: String,
+    public_base_url: String,
+    queue_length: usize,
+    attempt_timeout_ms: u64,
+    retry_initial_ms: u64,
+    deadline_ms: u64,
+    verification_ttl_ms: u64,
+    password_reset_ttl_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -560,6 +657,14 @@ pub struct RateLimitSettings {
     pub contribution_per_address: Option<Rate>,
     /// Contributions per account.
     pub contribution_per_account: Option<Rate>,
+    /// Verification mails asked again per client address.
+    pub verify_resend_per_address: Option<Rate>,
+    /// Verification mails asked again per account.
+    pub verify_resend_per_account: Option<Rate>,
+    /// Password-reset requests per client address.
+    pub password_reset_per_address: Option<Rate>,
+    /// Password-reset requests per email.
+    pub password_reset_per_account: Option<Rate>,
     /// Keys one limiter tracks at most.
     pub max_keys: usize,
     /// Pruning period.
@@ -715,6 +820,87 @@ pub struct MongoSettings {
     pub index_timeout: Duration,
 }
 
+/// `SMTP_URL`: the outgoing mail server, credentials included. Never printed: its `Debug`
+/// and [`SmtpUrl::redacted`] show the scheme, host and port only.
+#[derive(Clone)]
+pub struct SmtpUrl(SecretString);
+
+impl SmtpUrl {
+    /// Checks `raw` (smtp or smtps, a host); the error never repeats the value.
+    pub fn parse(raw: &str) -> Result<SmtpUrl, String> {
+        let url = url::Url::parse(raw.trim()).map_err(|e| {
+            format!("SMTP_URL is not a URL ({e}); expected smtp://user:password@host:587?tls=required, smtps://... or smtp://host:port")
+        })?;
+        if !matches!(url.scheme(), "smtp" | "smtps") {
+            return Err(format!(
+                "SMTP_URL has scheme {:?}; expected smtp:// or smtps://",
+                url.scheme()
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("SMTP_URL names no host".into());
+        }
+        for (k, v) in url.query_pairs() {
+            if k != "tls" || !matches!(v.as_ref(), "required" | "opportunistic") {
+                return Err(format!(
+                    "SMTP_URL has query parameter {k:?}; only tls=required or tls=opportunistic is understood"
+                ));
+            }
+        }
+        Ok(SmtpUrl(SecretString::from(raw.trim().to_string())))
+    }
+
+    /// The URL with its credentials, for the mail transport only.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// `scheme://host:port` (no user, no password), for logs and `/health`.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(self.expose()) {
+            Ok(u) => format!(
+                "{}://{}{}",
+                u.scheme(),
+                u.host_str().unwrap_or(""),
+                u.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ),
+            Err(_) => "****".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SmtpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SmtpUrl({})", self.redacted())
+    }
+}
+
+/// Outgoing mail and the links it carries.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    /// The mail server; `None`: mail is off.
+    pub smtp_url: Option<SmtpUrl>,
+    /// Sender, `Name <address>`.
+    pub from: String,
+    /// Base of the links in mails, without trailing `/`.
+    pub public_base_url: String,
+    /// Mails waiting at most.
+    pub queue_length: usize,
+    /// Deadline of one delivery attempt.
+    pub attempt_timeout: Duration,
+    /// First retry delay.
+    pub retry_initial: Duration,
+    /// How long one mail is retried at most.
+    pub deadline: Duration,
+    /// Validity of an email verification link.
+    pub verification_ttl: Duration,
+    /// Validity of a password-reset link.
+    pub password_reset_ttl: Duration,
+}
+
+/// The warning logged at start-up and shown in `/health` when `SMTP_URL` is unset.
+pub const MAIL_OFF_WARNING: &str = "SMTP_URL is not set: mail is off; email verification, invitation mails and password reset are unavailable (their routes answer 503) and invitations stay pending";
+
 /// Shortest `JWT_SECRET` accepted in production (warned about elsewhere): 256 bits, the
 /// size of HS256's key.
 pub const JWT_SECRET_MIN_BYTES: usize = 32;
@@ -751,6 +937,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// JWT secret.
     pub jwt: JwtSecret,
+    /// Outgoing mail.
+    pub mail: MailSettings,
     /// Whether `/health` and `/readiness` show the database's error text.
     pub health_show_errors: bool,
     /// Logging.
@@ -854,6 +1042,10 @@ fn built_in_defaults() -> RawSettings {
             invite_per_account: "20/1h".into(),
             contribution_per_address: "120/1h".into(),
             contribution_per_account: "60/1h".into(),
+            verify_resend_per_address: "10/1h".into(),
+            verify_resend_per_account: "3/1h".into(),
+            password_reset_per_address: "10/1h".into(),
+            password_reset_per_account: "3/1h".into(),
             max_keys: 100_000,
             prune_interval_ms: 60_000,
         },
@@ -865,6 +1057,17 @@ fn built_in_defaults() -> RawSettings {
             pending_contributions_per_contributor: 50,
         },
         auth: RawAuth { jwt_secret: None },
+        mail: RawMail {
+            smtp_url: None,
+            from: "AÏLA <no-reply@localhost>".into(),
+            public_base_url: "http://localhost:8001".into(),
+            queue_length: 1_000,
+            attempt_timeout_ms: 10_000,
+            retry_initial_ms: 1_000,
+            deadline_ms: 900_000,
+            verification_ttl_ms: 48 * 3_600_000,
+            password_reset_ttl_ms: 1_800_000,
+        },
         log: LogSettings {
             format: LogFormat::Text,
             filter: "info".into(),
@@ -933,6 +1136,9 @@ fn is_string_setting(key: &str) -> bool {
             | "mongo.url"
             | "mongo.db_name"
             | "auth.jwt_secret"
+            | "mail.smtp_url"
+            | "mail.from"
+            | "mail.public_base_url"
             | "log.filter"
             | "otel.endpoint"
             | "otel.service_name"
@@ -951,7 +1157,7 @@ fn explain(err: figment::Error, layers: &[(&str, &HashMap<String, String>)]) -> 
         for (name, vars) in layers.iter().rev() {
             if let Some(v) = vars.get(s.env) {
                 origin = format!("{} ({name})", s.env);
-                shown = if s.key == "mongo.url" || s.key == "auth.jwt_secret" {
+                shown = if matches!(s.key, "mongo.url" | "auth.jwt_secret" | "mail.smtp_url") {
                     "\"****\"".into()
                 } else {
                     format!("{v:?}")
@@ -1169,6 +1375,7 @@ impl Settings {
             None | Some("") => None,
             Some(u) => Some(ui_url(u)?),
         };
+        let mail = mail_settings(raw.mail, &mut warnings)?;
         let ms = Duration::from_millis;
         Ok(Settings {
             app_env: raw.app_env,
@@ -1208,6 +1415,7 @@ impl Settings {
             rate_limit,
             limits: raw.limits,
             jwt,
+            mail,
             health_show_errors,
             log: raw.log,
             otel,
@@ -1264,8 +1472,80 @@ fn rate_limits(raw: &RawRateLimits) -> Result<RateLimitSettings, ConfigError> {
             "rate_limit.contribution_per_account",
             &raw.contribution_per_account,
         )?,
+        verify_resend_per_address: rate(
+            "rate_limit.verify_resend_per_address",
+            &raw.verify_resend_per_address,
+        )?,
+        verify_resend_per_account: rate(
+            "rate_limit.verify_resend_per_account",
+            &raw.verify_resend_per_account,
+        )?,
+        password_reset_per_address: rate(
+            "rate_limit.password_reset_per_address",
+            &raw.password_reset_per_address,
+        )?,
+        password_reset_per_account: rate(
+            "rate_limit.password_reset_per_account",
+            &raw.password_reset_per_account,
+        )?,
         max_keys: raw.max_keys,
         prune_interval: Duration::from_millis(raw.prune_interval_ms),
+    })
+}
+
+/// The mail settings checked; a bad one names its variable (never the SMTP_URL's value).
+fn mail_settings(raw: RawMail, warnings: &mut Vec<String>) -> Result<MailSettings, ConfigError> {
+    let smtp_url = match raw.smtp_url.as_deref().map(str::trim) {
+        None | Some("") => {
+            warnings.push(MAIL_OFF_WARNING.to_string());
+            None
+        }
+        Some(u) => Some(SmtpUrl::parse(u).map_err(ConfigError)?),
+    };
+    let from = raw.from.trim().to_string();
+    if from.parse::<lettre::message::Mailbox>().is_err() {
+        return Err(ConfigError(format!(
+            "MAIL_FROM = {from:?} is not a mailbox; expected e.g. AÏLA <no-reply@example.org>"
+        )));
+    }
+    let base = raw.public_base_url.trim();
+    let parsed = url::Url::parse(base).map_err(|e| {
+        ConfigError(format!(
+            "PUBLIC_BASE_URL = {base:?} is not a URL ({e}); expected e.g. https://aila.example.org"
+        ))
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https")
+        || parsed.host_str().is_none()
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+    {
+        return Err(ConfigError(format!(
+            "PUBLIC_BASE_URL = {base:?} must be an http(s) address without query or fragment, e.g. https://aila.example.org"
+        )));
+    }
+    for (name, v) in [
+        ("MAIL_QUEUE_LENGTH", raw.queue_length as u64),
+        ("MAIL_ATTEMPT_TIMEOUT_MS", raw.attempt_timeout_ms),
+        ("MAIL_RETRY_INITIAL_MS", raw.retry_initial_ms),
+        ("MAIL_DEADLINE_MS", raw.deadline_ms),
+        ("EMAIL_VERIFICATION_TTL_MS", raw.verification_ttl_ms),
+        ("PASSWORD_RESET_TTL_MS", raw.password_reset_ttl_ms),
+    ] {
+        if v == 0 {
+            return Err(ConfigError(format!("{name} = 0 must be at least 1")));
+        }
+    }
+    let ms = Duration::from_millis;
+    Ok(MailSettings {
+        smtp_url,
+        from,
+        public_base_url: base.trim_end_matches('/').to_string(),
+        queue_length: raw.queue_length,
+        attempt_timeout: ms(raw.attempt_timeout_ms),
+        retry_initial: ms(raw.retry_initial_ms),
+        deadline: ms(raw.deadline_ms),
+        verification_ttl: ms(raw.verification_ttl_ms),
+        password_reset_ttl: ms(raw.password_reset_ttl_ms),
     })
 }
 
@@ -1361,7 +1641,10 @@ mod tests {
         assert_eq!(cfg.mongo.connect_timeout, Duration::from_secs(3));
         assert_eq!((cfg.mongo.min_pool_size, cfg.mongo.max_pool_size), (10, 50));
         assert_eq!(cfg.mongo.operation_timeout, Duration::from_secs(5));
-        assert_eq!(cfg.warnings.len(), 2, "{:?}", cfg.warnings);
+        // MONGO_URL and JWT_SECRET defaulted, mail off (SMTP_URL unset).
+        assert_eq!(cfg.warnings.len(), 3, "{:?}", cfg.warnings);
+        assert!(cfg.mail.smtp_url.is_none());
+        assert_eq!(cfg.mail.password_reset_ttl, Duration::from_secs(30 * 60));
         assert!(
             cfg.load_report
                 .iter()
@@ -1454,11 +1737,24 @@ mod tests {
         let (_d, s) = sources(&[
             ("MONGO_URL", "mongodb://aila:S3cretPw@db.example:27017/x"),
             ("JWT_SECRET", "jwt-top-secret"),
+            (
+                "SMTP_URL",
+                "smtp://mailer:Sm7pSecret@mail.example:587?tls=required",
+            ),
         ]);
         let cfg = Settings::load(&s).unwrap();
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("S3cretPw"), "{shown}");
         assert!(!shown.contains("jwt-top-secret"), "{shown}");
+        assert!(!shown.contains("Sm7pSecret"), "{shown}");
+        assert!(shown.contains("smtp://mail.example:587"), "{shown}");
+        // A bad SMTP_URL stops start-up without repeating the value.
+        let (_d, s) = sources(&[("SMTP_URL", "http://mailer:Sm7pSecret@mail.example")]);
+        let err = Settings::load(&s).unwrap_err().to_string();
+        assert!(
+            err.contains("SMTP_URL") && !err.contains("Sm7pSecret"),
+            "{err}"
+        );
         assert!(!cfg.jwt.ephemeral);
         assert_eq!(cfg.jwt_secret_bytes(), b"jwt-top-secret");
     }
@@ -1480,6 +1776,9 @@ mod tests {
                 "admission.min_in_flight" => "3",
                 "log.format" => "json",
                 "otel.ui_url" => "http://x-value:16686",
+                "mail.smtp_url" => "smtp://x-value:2525",
+                "mail.from" => "x-value <x@example.org>",
+                "mail.public_base_url" => "http://x-value:8001",
                 k if k.starts_with("mongo.retry")
                     || k == "otel.disabled"
                     || k == "http.health_show_errors" =>
@@ -1497,8 +1796,9 @@ mod tests {
                 assert_eq!(cfg.admission.min_in_flight, 3);
             }
             let shown = format!(
-                "{:?} {} {}",
+                "{:?} {} {} {}",
                 cfg,
+                cfg.mail.smtp_url.as_ref().map_or("", |u| u.expose()),
                 cfg.mongo.url.expose(),
                 String::from_utf8_lossy(cfg.jwt_secret_bytes())
             );

@@ -13,6 +13,8 @@
 //! - [`domain`]: parsed request types (names, emails, link types, roles, ...).
 //! - [`auth`]: JWTs and bcrypt hashes compatible with the old service.
 //! - [`http`]: routes, probes, errors, authentication, request spans and metrics.
+//! - [`mail`]: outgoing mail (a bounded queue, a background SMTP sender with retries) and
+//!   its French texts.
 //! - [`redact`]: keeping the MongoDB password out of logs, spans and health.
 //!
 //! The development tools are member crates of the workspace, outside the service:
@@ -24,6 +26,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod mail;
 pub mod metrics;
 pub mod redact;
 pub mod repo;

@@ -74,6 +74,23 @@ pub struct RateLimitLabels {
     pub per: &'static str,
 }
 
+/// Labels of outgoing mail: what the message is for.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MailLabels {
+    /// `verify_email`, `invite_register`, `invite_verify`, `invite_notice`, `password_reset`.
+    pub kind: &'static str,
+}
+
+/// Labels of mail that was given up: what it was for and why.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MailFailedLabels {
+    /// See [`MailLabels`].
+    pub kind: &'static str,
+    /// `queue_full` (refused at once), `deadline` (retried until MAIL_DEADLINE_MS in vain),
+    /// `rejected` (the server refused the message for good), `shutdown`.
+    pub reason: &'static str,
+}
+
 /// Labels of breaker transitions.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransitionLabels {
@@ -161,6 +178,14 @@ pub struct Metrics {
     pub rate_limit_allowed: Family<RateLimitLabels, Gauge>,
     /// Configured period of each rate limit (the time to refill the whole allowance).
     pub rate_limit_period: Family<RateLimitLabels, Gauge>,
+    /// Mail handed to the mail server, by kind.
+    pub mail_sent: Family<MailLabels, Counter>,
+    /// Mail given up, by kind and reason.
+    pub mail_failed: Family<MailFailedLabels, Counter>,
+    /// Failed delivery attempts that will be retried, by kind.
+    pub mail_retries: Family<MailLabels, Counter>,
+    /// Mail waiting in the queue or being sent now.
+    pub mail_queued: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -200,6 +225,30 @@ impl Metrics {
         let rate_limit_keys = Family::<RateLimitLabels, Gauge>::default();
         let rate_limit_allowed = Family::<RateLimitLabels, Gauge>::default();
         let rate_limit_period = Family::<RateLimitLabels, Gauge>::default();
+        let mail_sent = Family::<MailLabels, Counter>::default();
+        let mail_failed = Family::<MailFailedLabels, Counter>::default();
+        let mail_retries = Family::<MailLabels, Counter>::default();
+        let mail_queued = Gauge::default();
+        registry.register(
+            "mail_sent",
+            "Mail accepted by the mail server, by kind",
+            mail_sent.clone(),
+        );
+        registry.register(
+            "mail_failed",
+            "Mail given up, by kind and reason (queue_full, deadline, rejected, shutdown)",
+            mail_failed.clone(),
+        );
+        registry.register(
+            "mail_retries",
+            "Failed delivery attempts that are retried, by kind",
+            mail_retries.clone(),
+        );
+        registry.register(
+            "mail_queued",
+            "Mail waiting in the queue or being sent now",
+            mail_queued.clone(),
+        );
         registry.register(
             "rate_limit_refused_requests",
             "Requests refused with 429 by a rate limit, by scope and key (address or account)",
@@ -344,6 +393,10 @@ impl Metrics {
             rate_limit_keys,
             rate_limit_allowed,
             rate_limit_period,
+            mail_sent,
+            mail_failed,
+            mail_retries,
+            mail_queued,
         })
     }
 

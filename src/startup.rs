@@ -43,6 +43,7 @@ pub struct Application {
     sweeper: JoinHandle<()>,
     email_case: JoinHandle<()>,
     pruner: JoinHandle<()>,
+    mail_sender: Option<JoinHandle<()>>,
     drain: Duration,
 }
 
@@ -118,6 +119,8 @@ impl Application {
         let trusted_proxies = TrustedProxies::parse(&settings.http.trusted_proxies)
             .map_err(|e| std::io::Error::other(format!("TRUSTED_PROXIES: {e}")))?;
         let ping_max_age = settings.mongo.ping_interval * 2 + settings.mongo.ping_timeout;
+        let (mailer, mail_sender) =
+            crate::mail::Mailer::start(&settings.mail, metrics.clone(), shutdown_rx.clone());
         let ctx = AppContext(Arc::new(AppInner {
             gateway: gateway.clone(),
             tokens: TokenCodec::new(settings.jwt_secret_bytes()),
@@ -134,6 +137,9 @@ impl Application {
             rate_limits: rate_limits.clone(),
             hasher: Hasher::new(Duration::from_millis(settings.limits.hash_queue_timeout_ms)),
             caps: settings.limits.clone(),
+            mailer,
+            verification_ttl: settings.mail.verification_ttl,
+            password_reset_ttl: settings.mail.password_reset_ttl,
         }));
 
         // The port first: answering before any database I/O.
@@ -218,6 +224,7 @@ impl Application {
             sweeper,
             email_case,
             pruner,
+            mail_sender,
             drain,
         })
     }
@@ -256,6 +263,9 @@ impl Application {
         let _ = self.sweeper.await;
         let _ = self.email_case.await;
         let _ = self.pruner.await;
+        if let Some(mail_sender) = self.mail_sender {
+            let _ = mail_sender.await;
+        }
         tracing::info!("server stopped");
         result
     }

@@ -101,6 +101,9 @@ fn context() -> (AppContext, watch::Sender<DbState>) {
             persons_per_owner: 1_000,
             pending_contributions_per_contributor: 50,
         },
+        mailer: aila_api::mail::Mailer::disabled(metrics.clone(), "http://localhost:8001"),
+        verification_ttl: Duration::from_secs(48 * 3600),
+        password_reset_ttl: Duration::from_secs(1800),
     }));
     (ctx, tx)
 }

@@ -100,6 +100,14 @@ pub const INDEXES: &[IndexSpec] = &[
     ix("contributions", &["status"]),
     ix("notifications", &["user_id"]),
     ix("notifications", &["user_id", "read"]),
+    // Links mailed for email verification and password reset, found by their hash.
+    IndexSpec {
+        collection: "email_tokens",
+        keys: &["token_hash"],
+        unique: true,
+        ttl: None,
+    },
+    ix("email_tokens", &["user_id"]),
 ];
 
 /// What one ensure pass achieved.
@@ -191,7 +199,9 @@ mod tests {
         assert!(names.contains(&"users.email_1".to_string()));
         assert!(names.contains(&"notifications.user_id_1_read_1".to_string()));
         assert!(names.contains(&"preview_sessions.expires_at_1".to_string()));
-        assert_eq!(INDEXES.iter().filter(|s| s.required()).count(), 2);
+        assert!(names.contains(&"email_tokens.token_hash_1".to_string()));
+        // users.email, preview_sessions.session_token, email_tokens.token_hash.
+        assert_eq!(INDEXES.iter().filter(|s| s.required()).count(), 3);
     }
 
     /// Defect 5: readiness must wait for every required index, including one never tried.

@@ -15,6 +15,7 @@ use crate::auth::password::Hasher;
 use crate::auth::token::TokenCodec;
 use crate::config::LimitSettings;
 use crate::db::{DbState, Gateway};
+use crate::mail::Mailer;
 use crate::metrics::Metrics;
 
 /// Shared state of the HTTP layer.
@@ -50,6 +51,12 @@ pub struct AppInner {
     pub hasher: Hasher,
     /// Caps on photos, preview sessions, persons and pending contributions.
     pub caps: LimitSettings,
+    /// Outgoing mail (queue only: never waits on the mail server).
+    pub mailer: Mailer,
+    /// Validity of an email verification link.
+    pub verification_ttl: Duration,
+    /// Validity of a password-reset link.
+    pub password_reset_ttl: Duration,
 }
 
 /// Caps on list sizes (the old service's, now documented in the API description).

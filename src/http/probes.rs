@@ -121,6 +121,9 @@ pub struct HealthReport {
     pub version: String,
     /// `configured`, or `ephemeral` when generated at start-up.
     pub jwt_secret: String,
+    /// Outgoing mail: `configured` (SMTP_URL set) or `not_configured` (verification,
+    /// invitation mails and password reset off). Never the server's address or credentials.
+    pub mail: String,
     /// Whether `/readiness` answers 200.
     pub ready: bool,
     /// Why not ready (empty when ready).
@@ -269,6 +272,11 @@ pub fn health_report(ctx: &AppContext) -> HealthReport {
             "ephemeral".into()
         } else {
             "configured".into()
+        },
+        mail: if ctx.mailer.enabled() {
+            "configured".into()
+        } else {
+            "not_configured".into()
         },
         ready: reasons.is_empty(),
         not_ready_reasons: reasons,

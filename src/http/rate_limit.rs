@@ -43,6 +43,10 @@ pub enum Scope {
     Invite,
     /// `POST /api/contributions`.
     Contribution,
+    /// `POST /api/auth/verify-email/resend`.
+    VerifyResend,
+    /// `POST /api/auth/password-reset/request`.
+    PasswordReset,
 }
 
 impl Scope {
@@ -55,6 +59,8 @@ impl Scope {
             Scope::PreviewWrite => "preview_write",
             Scope::Invite => "invite",
             Scope::Contribution => "contribution",
+            Scope::VerifyResend => "verify_resend",
+            Scope::PasswordReset => "password_reset",
         }
     }
 }
@@ -148,6 +154,26 @@ impl RateLimits {
                 Per::Account,
                 s.contribution_per_account,
             ),
+            (
+                Scope::VerifyResend,
+                Per::Address,
+                s.verify_resend_per_address,
+            ),
+            (
+                Scope::VerifyResend,
+                Per::Account,
+                s.verify_resend_per_account,
+            ),
+            (
+                Scope::PasswordReset,
+                Per::Address,
+                s.password_reset_per_address,
+            ),
+            (
+                Scope::PasswordReset,
+                Per::Account,
+                s.password_reset_per_account,
+            ),
         ];
         let mut limiters = Vec::new();
         for (scope, per, rate) in all {
@@ -230,7 +256,9 @@ impl RateLimits {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 let what = match per {
                     Per::Address => "from your address",
-                    Per::Account if scope == Scope::Login => "for this account",
+                    Per::Account if matches!(scope, Scope::Login | Scope::PasswordReset) => {
+                        "for this account"
+                    }
                     Per::Account if scope == Scope::PreviewWrite => "for this preview session",
                     Per::Account => "for your account",
                 };
@@ -394,6 +422,10 @@ mod tests {
             invite_per_account: off,
             contribution_per_address: off,
             contribution_per_account: off,
+            verify_resend_per_address: off,
+            verify_resend_per_account: off,
+            password_reset_per_address: off,
+            password_reset_per_account: off,
             max_keys,
             prune_interval: Duration::from_secs(60),
         }

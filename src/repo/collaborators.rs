@@ -1,7 +1,8 @@
 //! The `collaborators` collection: who may see (viewer) or propose changes to (editor) whose
 //! tree. An invitation names an email; `user_id` stays null until that email belongs to a
-//! registered user, then the invitation is accepted ([`claim_invitations`], called at
-//! registration, or at once when the invitee is already registered).
+//! user who verified it, then the invitation is accepted ([`claim_invitations`], called
+//! when the address is verified and at login of a verified account, or at once when the
+//! invitee's address is verified already).
 
 use bson::oid::ObjectId;
 use bson::{Bson, doc};

@@ -75,6 +75,17 @@ pub struct UserDoc {
         skip_serializing_if = "Option::is_none"
     )]
     pub tokens_valid_after: Option<bson::DateTime>,
+    /// The owner of the account proved they receive mail at `email` (followed a mailed
+    /// link); missing (every account made before verification existed): not verified.
+    #[serde(default, deserialize_with = "flag")]
+    pub email_verified: bool,
+    /// When the address was verified.
+    #[serde(
+        default,
+        deserialize_with = "opt_date",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub email_verified_at: Option<bson::DateTime>,
 }
 
 impl UserDoc {
@@ -242,6 +253,22 @@ async fn set_with_cutoff(
         .await
 }
 
+/// Marks the address of user `id` verified (idempotent: a second call keeps the first
+/// date). False when there is no such user.
+pub async fn mark_verified(gateway: &Gateway, id: ObjectId) -> Result<bool, DbError> {
+    let now = crate::domain::time::now();
+    gateway
+        .run("update_one", USERS, |c: Collection<UserDoc>| async move {
+            c.update_one(
+                doc! { "_id": id, "email_verified": { "$ne": true } },
+                doc! { "$set": { "email_verified": true, "email_verified_at": now } },
+            )
+            .await?;
+            c.count_documents(doc! { "_id": id }).await.map(|n| n > 0)
+        })
+        .await
+}
+
 /// The result of [`demote`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Demotion {
@@ -328,6 +355,8 @@ pub async fn create(gateway: &Gateway, new: NewUser) -> Result<Created, DbError>
                 .to_string(),
         ),
         tokens_valid_after: None,
+        email_verified: false,
+        email_verified_at: None,
     };
     let doc = user.clone();
     let inserted = gateway
@@ -481,5 +510,9 @@ mod tests {
         assert!(!u.is_admin());
         assert_eq!(u.first_name, "");
         assert!(u.gdpr_consent_date.is_some());
+        assert!(
+            !u.email_verified,
+            "a document without the field is not verified"
+        );
     }
 }

@@ -369,7 +369,7 @@ async fn a_burst_of_logins_does_not_stall_health() {
 }
 
 #[tokio::test]
-async fn registration_accepts_pending_invitations_for_the_email() {
+async fn pending_invitations_are_accepted_for_a_verified_email_never_at_registration() {
     let (_db, app) = start().await;
     let (_, owner) = app.register("owner@example.org").await;
     let gw = &app.app().context().gateway;
@@ -392,8 +392,8 @@ async fn registration_accepts_pending_invitations_for_the_email() {
     .unwrap();
 
     let (_, invitee) = app.register("Invitee@Example.org").await;
-    let stored = gw
-        .run(
+    let stored = || async {
+        gw.run(
             "find_one",
             "collaborators",
             |c: Collection<Document>| async move {
@@ -402,7 +402,16 @@ async fn registration_accepts_pending_invitations_for_the_email() {
         )
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+    };
+    // A bare registration proves nothing about who owns the address.
+    let pending = stored().await;
+    assert_eq!(pending.get_str("status").unwrap(), "pending", "{pending}");
+    assert_eq!(pending.get("user_id"), Some(&Bson::Null), "{pending}");
+    // Once the address is verified (its mailed link: tests/api/mail.rs), the next login
+    // accepts it.
+    crate::support::verify_and_login(&app, "invitee@example.org").await;
+    let stored = stored().await;
     assert_eq!(stored.get_str("status").unwrap(), "accepted");
     assert_eq!(
         stored.get_str("user_id").unwrap(),

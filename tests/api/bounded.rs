@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::common::{Database, TestApp, spawn_app_with};
 use crate::create_person;
-use crate::support::invite;
+use crate::support::{invite, register_verified};
 
 async fn start_with(overrides: &[(&str, &str)]) -> (Database, TestApp) {
     let db = Database::start().await;
@@ -69,7 +69,7 @@ async fn a_preview_session_that_would_outgrow_a_document_is_refused_with_400() {
 #[tokio::test]
 async fn photos_over_the_configured_size_are_refused_with_422() {
     let (_db, app) = start_with(&[("PHOTO_MAX_BYTES", "1000")]).await;
-    let (token, _) = app.register("owner@example.org").await;
+    let (token, _) = register_verified(&app, "owner@example.org").await;
     let body = json!({ "first_name": "A", "last_name": "B", "photo": photo(1001) });
     let r = app.post("/api/persons", body.clone(), Some(&token)).await;
     assert_eq!(r.status, 422, "{}", r.body);
@@ -102,7 +102,7 @@ async fn persons_per_owner_and_pending_contributions_are_capped() {
         ("MAX_PENDING_CONTRIBUTIONS", "1"),
     ])
     .await;
-    let (owner, owner_user) = app.register("owner@example.org").await;
+    let (owner, owner_user) = register_verified(&app, "owner@example.org").await;
     create_person(&app, &owner, "A").await;
     create_person(&app, &owner, "B").await;
     let r = app
@@ -115,7 +115,7 @@ async fn persons_per_owner_and_pending_contributions_are_capped() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.detail().contains("at most 2 persons"), "{}", r.body);
 
-    let (editor, _) = app.register("editor@example.org").await;
+    let (editor, _) = register_verified(&app, "editor@example.org").await;
     invite(&app, &owner, "editor@example.org", "editor").await;
     let path = format!(
         "/api/contributions?owner_id={}",
@@ -131,7 +131,7 @@ async fn persons_per_owner_and_pending_contributions_are_capped() {
 #[tokio::test]
 async fn a_burst_of_logins_waits_for_bcrypt_a_bounded_time() {
     let (_db, app) = start_with(&[("HASH_QUEUE_TIMEOUT_MS", "300")]).await;
-    app.register("user@example.org").await;
+    register_verified(&app, "user@example.org").await;
     let started = Instant::now();
     let logins = (0..20).map(|_| {
         app.post(

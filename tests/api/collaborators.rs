@@ -7,14 +7,14 @@
 use bson::doc;
 use serde_json::json;
 
-use crate::support::{assert_unavailable, count, invite};
+use crate::support::{assert_unavailable, count, invite, register_verified};
 use crate::{create_person, id, start};
 
 #[tokio::test]
-async fn inviting_a_registered_user_accepts_at_once_and_notifies_them() {
+async fn inviting_a_verified_user_accepts_at_once_and_notifies_them() {
     let (_db, app) = start().await;
-    let (owner, owner_user) = app.register("owner@example.org").await;
-    let (guest, guest_user) = app.register("guest@example.org").await;
+    let (owner, owner_user) = register_verified(&app, "owner@example.org").await;
+    let (guest, guest_user) = register_verified(&app, "guest@example.org").await;
     create_person(&app, &owner, "P1").await;
     create_person(&app, &owner, "P2").await;
 
@@ -75,16 +75,23 @@ async fn inviting_a_registered_user_accepts_at_once_and_notifies_them() {
 }
 
 #[tokio::test]
-async fn an_invitation_to_an_unknown_email_waits_until_that_email_registers() {
+async fn an_invitation_to_an_unknown_email_waits_until_that_email_is_registered_and_verified() {
     let (_db, app) = start().await;
-    let (owner, owner_user) = app.register("owner@example.org").await;
+    let (owner, owner_user) = register_verified(&app, "owner@example.org").await;
     let c = invite(&app, &owner, "later@example.org", "editor").await;
     assert_eq!(c["status"], "pending");
     assert_eq!(c["user_id"], json!(null));
     assert_eq!(c["accepted_at"], json!(null));
     assert_eq!(c["role"], "editor");
 
-    let (later, later_user) = app.register("Later@Example.org").await;
+    let (_, later_user) = app.register("Later@Example.org").await;
+    let r = app.get("/api/collaborators", Some(&owner)).await;
+    assert_eq!(
+        r.body[0]["status"], "pending",
+        "registered, not verified: {}",
+        r.body
+    );
+    let later = crate::support::verify_and_login(&app, "later@example.org").await;
     let r = app.get("/api/collaborators", Some(&owner)).await;
     let list = r.body.as_array().unwrap();
     assert_eq!(list.len(), 1);
@@ -105,7 +112,7 @@ async fn an_invitation_to_an_unknown_email_waits_until_that_email_registers() {
 #[tokio::test]
 async fn invitations_twice_to_oneself_or_malformed_are_refused() {
     let (_db, app) = start().await;
-    let (owner, _) = app.register("owner@example.org").await;
+    let (owner, _) = register_verified(&app, "owner@example.org").await;
     invite(&app, &owner, "guest@example.org", "viewer").await;
     let path = "/api/collaborators/invite";
 
@@ -168,8 +175,8 @@ async fn invitations_twice_to_oneself_or_malformed_are_refused() {
 #[tokio::test]
 async fn simultaneous_identical_invitations_make_one_collaborator() {
     let (_db, app) = start().await;
-    let (owner, _) = app.register("owner@example.org").await;
-    app.register("guest@example.org").await;
+    let (owner, _) = register_verified(&app, "owner@example.org").await;
+    register_verified(&app, "guest@example.org").await;
     let answers = futures::future::join_all((0..6).map(|_| {
         app.post(
             "/api/collaborators/invite",
@@ -188,9 +195,9 @@ async fn simultaneous_identical_invitations_make_one_collaborator() {
 #[tokio::test]
 async fn only_the_owner_removes_a_collaborator() {
     let (_db, app) = start().await;
-    let (owner, owner_user) = app.register("owner@example.org").await;
-    let (guest, _) = app.register("guest@example.org").await;
-    let (stranger, _) = app.register("stranger@example.org").await;
+    let (owner, owner_user) = register_verified(&app, "owner@example.org").await;
+    let (guest, _) = register_verified(&app, "guest@example.org").await;
+    let (stranger, _) = register_verified(&app, "stranger@example.org").await;
     let c = invite(&app, &owner, "guest@example.org", "viewer").await;
     let path = format!("/api/collaborators/{}", id(&c));
 
@@ -233,8 +240,8 @@ async fn only_the_owner_removes_a_collaborator() {
 #[tokio::test]
 async fn collaborator_routes_answer_503_at_once_during_an_outage() {
     let (mut db, app) = start().await;
-    let (owner, _) = app.register("owner@example.org").await;
-    app.register("guest@example.org").await;
+    let (owner, _) = register_verified(&app, "owner@example.org").await;
+    register_verified(&app, "guest@example.org").await;
     let c = invite(&app, &owner, "guest@example.org", "viewer").await;
 
     db.kill();

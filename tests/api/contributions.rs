@@ -11,7 +11,9 @@ use bson::{Bson, doc};
 use serde_json::{Value, json};
 
 use crate::common::{Database, TestApp};
-use crate::support::{assert_unavailable, count, find, gateway, insert_raw, invite};
+use crate::support::{
+    assert_unavailable, count, find, gateway, insert_raw, invite, register_verified,
+};
 use crate::{create_link, create_person, id, start};
 
 /// A tree owner with two persons, an editor and a viewer of that tree.
@@ -29,9 +31,9 @@ struct Tree {
 
 async fn tree() -> Tree {
     let (db, app) = start().await;
-    let (owner, owner_user) = app.register("owner@example.org").await;
-    let (editor, editor_user) = app.register("editor@example.org").await;
-    let (viewer, _) = app.register("viewer@example.org").await;
+    let (owner, owner_user) = register_verified(&app, "owner@example.org").await;
+    let (editor, editor_user) = register_verified(&app, "editor@example.org").await;
+    let (viewer, _) = register_verified(&app, "viewer@example.org").await;
     invite(&app, &owner, "editor@example.org", "editor").await;
     invite(&app, &owner, "viewer@example.org", "viewer").await;
     let p1 = id(&create_person(&app, &owner, "P1").await);
@@ -389,7 +391,7 @@ async fn only_accepted_editors_submit() {
     let r = t.submit_as(&t.viewer, body.clone()).await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.detail().contains("editor"), "{}", r.detail());
-    let (stranger, _) = t.app.register("stranger@example.org").await;
+    let (stranger, _) = register_verified(&t.app, "stranger@example.org").await;
     let r = t.submit_as(&stranger, body.clone()).await;
     assert_eq!(r.status, 403, "{}", r.body);
     let r = t.submit_as(&t.owner, body.clone()).await;
@@ -420,7 +422,7 @@ async fn only_accepted_editors_submit() {
         .await;
     assert_eq!(r.status, 401, "{}", r.body);
     // An editor of another tree is not an editor of this one.
-    let (other, _) = t.app.register("other@example.org").await;
+    let (other, _) = register_verified(&t.app, "other@example.org").await;
     invite(&t.app, &other, "stranger@example.org", "editor").await;
     let r = t.submit_as(&stranger, body).await;
     assert_eq!(r.status, 403, "{}", r.body);
@@ -590,7 +592,7 @@ async fn only_the_owner_reviews_and_only_pending_contributions() {
     let c = t
         .propose(json!({ "action": "delete", "entity_type": "person", "entity_id": t.p1 }))
         .await;
-    let (stranger, _) = t.app.register("stranger@example.org").await;
+    let (stranger, _) = register_verified(&t.app, "stranger@example.org").await;
     for token in [&t.editor, &t.viewer, &stranger] {
         let r = t.review(token, &id(&c), "approved").await;
         assert_eq!(r.status, 404, "{}", r.body);

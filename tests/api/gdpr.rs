@@ -6,14 +6,14 @@ use aila_api::db::gateway::InjectedFault;
 use bson::doc;
 use serde_json::json;
 
-use crate::support::{assert_unavailable, count, gateway, invite};
+use crate::support::{assert_unavailable, count, gateway, invite, register_verified};
 use crate::{create_link, create_person, id, start};
 
 #[tokio::test]
 async fn the_export_holds_the_user_and_their_tree_only() {
     let (_db, app) = start().await;
-    let (me, me_user) = app.register("me@example.org").await;
-    let (other, _) = app.register("other@example.org").await;
+    let (me, me_user) = register_verified(&app, "me@example.org").await;
+    let (other, _) = register_verified(&app, "other@example.org").await;
     let p1 = id(&create_person(&app, &me, "Mine1").await);
     let p2 = id(&create_person(&app, &me, "Mine2").await);
     let link = create_link(&app, &me, &p1, &p2, "spouse").await;
@@ -85,9 +85,9 @@ async fn remaining(
 /// `me` with a tree, a collaborator, a tree shared with them as editor, contributions both
 /// ways, and notifications; `friend` and `host` with their own data.
 async fn busy_account(app: &crate::common::TestApp) -> (String, String, String, String) {
-    let (me, me_user) = app.register("me@example.org").await;
-    let (friend, _) = app.register("friend@example.org").await;
-    let (host, _) = app.register("host@example.org").await;
+    let (me, me_user) = register_verified(app, "me@example.org").await;
+    let (friend, _) = register_verified(app, "friend@example.org").await;
+    let (host, _) = register_verified(app, "host@example.org").await;
     let host_id = app.get("/api/auth/me", Some(&host)).await.body["id"]
         .as_str()
         .unwrap()
@@ -191,7 +191,7 @@ async fn deleting_the_account_removes_everything_listed_and_nothing_else() {
     );
 
     // Registering again starts from nothing.
-    let (again, _) = app.register("me@example.org").await;
+    let (again, _) = register_verified(&app, "me@example.org").await;
     assert_eq!(
         app.get("/api/tree", Some(&again)).await.body,
         json!({ "persons": [], "links": [] })
@@ -238,7 +238,7 @@ async fn a_deletion_interrupted_halfway_keeps_the_account_and_a_retry_finishes_i
 #[tokio::test]
 async fn gdpr_routes_answer_503_at_once_during_an_outage() {
     let (mut db, app) = start().await;
-    let (me, _) = app.register("me@example.org").await;
+    let (me, _) = register_verified(&app, "me@example.org").await;
     db.kill();
     app.wait_not_ready().await;
     assert_unavailable(&app, "GET", "/api/gdpr/export", None, Some(&me)).await;

@@ -5,6 +5,11 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+// Log capture, for the secrets test of the mail (tests/resilience owns it).
+#[path = "../resilience/capture.rs"]
+#[allow(dead_code)]
+mod capture;
+
 // Part A.
 mod abuse;
 mod auth;
@@ -12,6 +17,8 @@ mod bounded;
 mod compat;
 mod description;
 mod links;
+mod mail;
+mod mail_secrets;
 mod outage;
 mod persons;
 mod tree;

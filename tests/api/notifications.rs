@@ -9,15 +9,15 @@ use serde_json::json;
 
 use crate::id;
 use crate::start;
-use crate::support::{assert_unavailable, gateway, insert_raw, invite};
+use crate::support::{assert_unavailable, gateway, insert_raw, invite, register_verified};
 
 #[tokio::test]
 async fn notifications_are_listed_counted_and_marked_read() {
     let (_db, app) = start().await;
-    let (guest, guest_user) = app.register("guest@example.org").await;
+    let (guest, guest_user) = register_verified(&app, "guest@example.org").await;
     let mut owners = Vec::new();
     for name in ["a", "b", "c"] {
-        let (token, user) = app.register(&format!("{name}@example.org")).await;
+        let (token, user) = register_verified(&app, &format!("{name}@example.org")).await;
         invite(&app, &token, "guest@example.org", "viewer").await;
         owners.push(user["id"].as_str().unwrap().to_string());
     }
@@ -88,8 +88,8 @@ async fn notifications_are_listed_counted_and_marked_read() {
 #[tokio::test]
 async fn nobody_reads_or_marks_someone_elses_notifications() {
     let (_db, app) = start().await;
-    let (guest, _) = app.register("guest@example.org").await;
-    let (owner, _) = app.register("owner@example.org").await;
+    let (guest, _) = register_verified(&app, "guest@example.org").await;
+    let (owner, _) = register_verified(&app, "owner@example.org").await;
     invite(&app, &owner, "guest@example.org", "viewer").await;
     let theirs = app.get("/api/notifications", Some(&guest)).await.body[0].clone();
 
@@ -140,7 +140,7 @@ async fn nobody_reads_or_marks_someone_elses_notifications() {
 #[tokio::test]
 async fn the_list_holds_the_50_newest_and_old_documents_read_cleanly() {
     let (_db, app) = start().await;
-    let (token, user) = app.register("busy@example.org").await;
+    let (token, user) = register_verified(&app, "busy@example.org").await;
     let me = user["id"].as_str().unwrap();
     let gw = gateway(&app);
     let base = bson::DateTime::now().timestamp_millis() - 3_600_000;
@@ -208,8 +208,8 @@ async fn the_list_holds_the_50_newest_and_old_documents_read_cleanly() {
 #[tokio::test]
 async fn notification_routes_answer_503_at_once_during_an_outage() {
     let (mut db, app) = start().await;
-    let (guest, _) = app.register("guest@example.org").await;
-    let (owner, _) = app.register("owner@example.org").await;
+    let (guest, _) = register_verified(&app, "guest@example.org").await;
+    let (owner, _) = register_verified(&app, "owner@example.org").await;
     invite(&app, &owner, "guest@example.org", "viewer").await;
     let n = app.get("/api/notifications", Some(&guest)).await.body[0].clone();
 

@@ -262,7 +262,9 @@ async fn registration_preview_invitations_and_contributions_are_limited() {
     let r = post_from(&app, &path, person, None, Some("192.0.2.7")).await;
     assert_limited(&r, 1000, "for this preview session");
 
-    // Invitations, per account.
+    // Invitations, per account (the editor's address verified: its invitation is accepted
+    // at once, and the contributions below are allowed).
+    crate::support::mark_verified(&app, "editor@example.org").await;
     invite(&app, &owner_token, "editor@example.org", "editor").await;
     let r = post_from(
         &app,

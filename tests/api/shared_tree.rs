@@ -6,15 +6,15 @@ use serde_json::json;
 use bson::doc;
 use bson::oid::ObjectId;
 
-use crate::support::{assert_unavailable, insert_raw, invite, set};
+use crate::support::{assert_unavailable, insert_raw, invite, register_verified, set};
 use crate::{create_link, create_person, id, start};
 
 #[tokio::test]
 async fn accepted_viewers_and_editors_read_the_owners_tree() {
     let (_db, app) = start().await;
-    let (owner, owner_user) = app.register("owner@example.org").await;
-    let (viewer, _) = app.register("viewer@example.org").await;
-    let (editor, _) = app.register("editor@example.org").await;
+    let (owner, owner_user) = register_verified(&app, "owner@example.org").await;
+    let (viewer, _) = register_verified(&app, "viewer@example.org").await;
+    let (editor, _) = register_verified(&app, "editor@example.org").await;
     let p1 = id(&create_person(&app, &owner, "P1").await);
     let p2 = id(&create_person(&app, &owner, "P2").await);
     create_link(&app, &owner, &p1, &p2, "spouse").await;
@@ -40,9 +40,9 @@ async fn accepted_viewers_and_editors_read_the_owners_tree() {
 #[tokio::test]
 async fn strangers_and_pending_or_removed_collaborators_get_403() {
     let (_db, app) = start().await;
-    let (owner, owner_user) = app.register("owner@example.org").await;
-    let (stranger, stranger_user) = app.register("stranger@example.org").await;
-    let (guest, _) = app.register("guest@example.org").await;
+    let (owner, owner_user) = register_verified(&app, "owner@example.org").await;
+    let (stranger, stranger_user) = register_verified(&app, "stranger@example.org").await;
+    let (guest, _) = register_verified(&app, "guest@example.org").await;
     create_person(&app, &owner, "P1").await;
     let owner_id = owner_user["id"].as_str().unwrap();
     let path = format!("/api/tree/shared/{owner_id}");
@@ -53,7 +53,7 @@ async fn strangers_and_pending_or_removed_collaborators_get_403() {
     assert!(r.body.get("persons").is_none());
 
     // Someone else's collaboration does not open this tree.
-    let (other_owner, _) = app.register("other@example.org").await;
+    let (other_owner, _) = register_verified(&app, "other@example.org").await;
     invite(&app, &other_owner, "stranger@example.org", "editor").await;
     let r = app.get(&path, Some(&stranger)).await;
     assert_eq!(r.status, 403, "{}", r.body);
@@ -120,8 +120,8 @@ async fn strangers_and_pending_or_removed_collaborators_get_403() {
 #[tokio::test]
 async fn the_shared_tree_answers_503_at_once_during_an_outage() {
     let (mut db, app) = start().await;
-    let (owner, owner_user) = app.register("owner@example.org").await;
-    let (viewer, _) = app.register("viewer@example.org").await;
+    let (owner, owner_user) = register_verified(&app, "owner@example.org").await;
+    let (viewer, _) = register_verified(&app, "viewer@example.org").await;
     invite(&app, &owner, "viewer@example.org", "viewer").await;
     let owner_id = owner_user["id"].as_str().unwrap();
 

@@ -119,3 +119,41 @@ pub async fn assert_unavailable(
         "{method} {path} took {took:?}"
     );
 }
+
+/// Marks the address of the account `email` verified, as following its mailed link would
+/// (these tests run without a mail server; the link itself is tested in `mail.rs`, against
+/// Mailpit). Invitations addressed to it are then accepted at the next login, or at once
+/// by an invitation made afterwards.
+pub async fn mark_verified(app: &TestApp, email: &str) {
+    set(
+        app,
+        "users",
+        doc! { "email": email.to_lowercase() },
+        doc! { "email_verified": true },
+    )
+    .await;
+}
+
+/// Registers `email` and verifies its address (see [`mark_verified`]): the account an
+/// invitation is given to at once. Returns (token, user JSON).
+pub async fn register_verified(app: &TestApp, email: &str) -> (String, Value) {
+    let (token, mut user) = app.register(email).await;
+    mark_verified(app, email).await;
+    user["email_verified"] = json!(true);
+    (token, user)
+}
+
+/// Verifies the address of `email` (see [`mark_verified`]) and logs in, which accepts the
+/// invitations waiting for it. Returns the new token.
+pub async fn verify_and_login(app: &TestApp, email: &str) -> String {
+    mark_verified(app, email).await;
+    let r = app
+        .post(
+            "/api/auth/login",
+            json!({ "email": email, "password": "Password123!" }),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "login {email}: {}", r.body);
+    r.str("access_token").to_string()
+}

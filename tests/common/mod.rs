@@ -205,6 +205,10 @@ pub fn test_settings(mongo_url: &str, overrides: &[(&str, &str)]) -> Settings {
         ("RATE_LIMIT_INVITE_PER_ACCOUNT", "off"),
         ("RATE_LIMIT_CONTRIBUTION_PER_ADDRESS", "off"),
         ("RATE_LIMIT_CONTRIBUTION_PER_ACCOUNT", "off"),
+        ("RATE_LIMIT_VERIFY_RESEND_PER_ADDRESS", "off"),
+        ("RATE_LIMIT_VERIFY_RESEND_PER_ACCOUNT", "off"),
+        ("RATE_LIMIT_PASSWORD_RESET_PER_ADDRESS", "off"),
+        ("RATE_LIMIT_PASSWORD_RESET_PER_ACCOUNT", "off"),
         // Tests register users concurrently on a shared, loaded machine: bcrypt slots may
         // take longer than production's 2 s to come free (tests/api/bounded.rs sets its own).
         ("HASH_QUEUE_TIMEOUT_MS", "30000"),

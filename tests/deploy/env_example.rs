@@ -4,7 +4,8 @@ use aila_api::config::SETTINGS;
 
 use crate::read;
 
-/// `(name, value)` of every `NAME=value` line, commented out or not.
+/// `(name, value)` of every `NAME=value` line, commented out or not (a value in double
+/// quotes, as one with spaces is written, without them).
 fn entries() -> Vec<(String, String)> {
     read(".env.example")
         .lines()
@@ -13,7 +14,14 @@ fn entries() -> Vec<(String, String)> {
             let (k, v) = l.split_once('=')?;
             k.chars()
                 .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-                .then(|| (k.to_string(), v.trim().to_string()))
+                .then(|| {
+                    let v = v.trim();
+                    let v = v
+                        .strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .unwrap_or(v);
+                    (k.to_string(), v.to_string())
+                })
         })
         .collect()
 }

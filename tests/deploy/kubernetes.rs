@@ -151,7 +151,7 @@ fn settings_come_from_known_variables_and_secrets_from_a_secret() {
             "{name} is not a setting of src/config.rs (typo?)"
         );
         let secret = e.get("valueFrom").and_then(|v| v.get("secretKeyRef"));
-        if name == "MONGO_URL" || name == "JWT_SECRET" {
+        if name == "MONGO_URL" || name == "JWT_SECRET" || name == "SMTP_URL" {
             let s = secret.unwrap_or_else(|| panic!("{name} must come from a Secret"));
             assert_eq!(text(at(s, &["key"])), name);
             assert_eq!(text(at(s, &["name"])), "aila-api");
@@ -165,9 +165,18 @@ fn settings_come_from_known_variables_and_secrets_from_a_secret() {
     // service_budget_and_autoscaler_select_the_deployment).
     let secret = yaml("deploy/kubernetes/secret.example.yaml");
     assert_eq!(text(at(&secret, &["metadata", "name"])), "aila-api");
-    for key in ["MONGO_URL", "JWT_SECRET"] {
+    for key in ["MONGO_URL", "JWT_SECRET", "SMTP_URL"] {
         at(&secret, &["stringData", key]);
     }
+    // Mail is optional: a Secret without SMTP_URL still starts the pods (mail off).
+    let smtp = env(c)
+        .into_iter()
+        .find(|(n, _)| n == "SMTP_URL")
+        .expect("SMTP_URL from the Secret");
+    assert_eq!(
+        smtp.1["valueFrom"]["secretKeyRef"]["optional"].as_bool(),
+        Some(true)
+    );
 }
 
 #[test]

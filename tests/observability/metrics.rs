@@ -49,6 +49,9 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
         &["scope", "per"],
     ),
     ("aila_rate_limit_period_seconds", "gauge", &["scope", "per"]),
+    ("aila_mail_sent", "counter", &["kind"]),
+    ("aila_mail_retries", "counter", &["kind"]),
+    ("aila_mail_queued", "gauge", &[]),
 ];
 
 /// True when `s` holds something that looks like an id: 24 hex digits (ObjectId), a UUID,

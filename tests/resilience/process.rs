@@ -173,3 +173,110 @@ fn without_the_ferretdb_build_the_tests_say_which_command_builds_it() {
         .unwrap_or_else(|| panic!("{text}"));
     assert!(line.contains("scripts/build-tools.sh ferretdb"), "{line}");
 }
+
+/// Stops `child` with SIGTERM and returns what it printed.
+async fn stop_and_read(child: std::process::Child) -> String {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[tokio::test]
+async fn the_binary_warns_once_without_mail_and_never_prints_the_smtp_password_or_a_link_token() {
+    let db = Database::start().await;
+    let http = reqwest::Client::new();
+
+    // Without SMTP_URL: one warning, the service up.
+    let port = free_port();
+    let child = binary()
+        .env("PORT", port.to_string())
+        .env("HOST", "127.0.0.1")
+        .env("MONGO_URL", db.url())
+        .spawn()
+        .unwrap();
+    wait_health_200(&http, &format!("http://127.0.0.1:{port}/health")).await;
+    let logs = stop_and_read(child).await;
+    let warned = logs
+        .lines()
+        .filter(|l| l.contains("SMTP_URL is not set"))
+        .count();
+    assert_eq!(warned, 1, "{logs}");
+
+    // With SMTP_URL (credentials included) at a real Mailpit, everything logged at debug.
+    let password = "Sm7pBinaryS3cret";
+    let mp = aila_testkit::mailpit::Mailpit::start(&aila_testkit::mailpit::binary(), None)
+        .expect("mailpit starts");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let child = binary()
+        .env("PORT", port.to_string())
+        .env("HOST", "127.0.0.1")
+        .env("MONGO_URL", db.url())
+        .env("DB_NAME", "aila_mail_process")
+        .env("RUST_LOG", "debug")
+        .env("PUBLIC_BASE_URL", &base)
+        .env(
+            "SMTP_URL",
+            format!("smtp://mailer:{password}@127.0.0.1:{}", mp.smtp_port()),
+        )
+        .spawn()
+        .unwrap();
+    wait_health_200(&http, &format!("{base}/health")).await;
+    let r = http
+        .post(format!("{base}/api/auth/register"))
+        .json(&serde_json::json!({"email": "proc@example.org", "password": "Password123!", "first_name": "A", "last_name": "B", "gdpr_consent": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut link = None;
+    wait_until("the verification mail", || {
+        let found = mp
+            .messages_to("proc@example.org")
+            .unwrap()
+            .first()
+            .map(|m| mp.message(&m.id).unwrap());
+        link = found.and_then(|m| m.link(&base));
+        let done = link.is_some();
+        async move { done }
+    })
+    .await;
+    let link = link.unwrap();
+    assert_eq!(http.get(&link).send().await.unwrap().status(), 200);
+    // The sender logs "mail sent" once it has read the server's last answer, which may come
+    // after Mailpit shows the mail.
+    wait_until("the sent counter", || {
+        let (http, url) = (http.clone(), format!("{base}/metrics"));
+        async move {
+            let Ok(r) = http.get(&url).send().await else {
+                return false;
+            };
+            r.text()
+                .await
+                .unwrap_or_default()
+                .contains(r#"aila_mail_sent_total{kind="verify_email"} 1"#)
+        }
+    })
+    .await;
+    let health = http
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let logs = stop_and_read(child).await;
+    let token = link.split_once("token=").unwrap().1;
+    assert!(logs.contains("mail sent"), "{logs}");
+    for secret in [password, token] {
+        let line = logs.lines().find(|l| l.contains(secret));
+        assert!(line.is_none(), "a secret in the logs: {line:?}");
+        assert!(!health.contains(secret), "a secret in /health: {health}");
+    }
+}

@@ -5,10 +5,12 @@
 //! whether the email is unknown or the password wrong, and spends the same bcrypt work in
 //! both cases, so neither the message nor the timing tells which emails are registered.
 //!
-//! Both registration and login claim the pending collaborator invitations addressed to the
-//! user's email: registration so an invitee sees the shared tree at once, login so a
-//! registration that failed after creating the user (the client saw a 503 and then
-//! "Email already registered") still converges.
+//! Pending collaborator invitations are accepted only for a verified address (a registration
+//! proves nothing about who owns the email): when the address is verified
+//! (`/verify-email`, [`super::account`]), or at login when it was verified already (so an
+//! invitation made while the verification was under way, or a verification that failed
+//! half-way, still converges). Registration mails the verification link (when mail is
+//! configured).
 
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
@@ -163,7 +165,7 @@ fn parse_name(field: &str, raw: &str) -> Result<String, String> {
 }
 
 /// 503 + `Retry-After`: no bcrypt slot came free within `HASH_QUEUE_TIMEOUT_MS`.
-fn busy(b: password::Busy) -> ApiError {
+pub(crate) fn busy(b: password::Busy) -> ApiError {
     ApiError::retry_later(
         "Too many logins and registrations at once: retry shortly",
         b.waited.max(std::time::Duration::from_secs(1)),
@@ -198,8 +200,10 @@ impl AuthApi {
     /// Create an account.
     ///
     /// The very first user of the database becomes `admin` (exactly one, even under
-    /// simultaneous registrations), everyone after that `member`. Pending collaborator
-    /// invitations addressed to this email are accepted. 400 `GDPR consent is required`;
+    /// simultaneous registrations), everyone after that `member`. A verification link is
+    /// mailed to the address (`email_verified` stays false until it is followed); pending
+    /// collaborator invitations addressed to this email are accepted only then, never by
+    /// the registration itself. 400 `GDPR consent is required`;
     /// 400 `Email already registered`; 422 for an invalid email (control characters
     /// included), a password shorter than 6 characters or longer than 72 bytes, or a blank
     /// name; 429 with `Retry-After` after too many registrations from one address.
@@ -251,12 +255,19 @@ impl AuthApi {
                 return Err(ApiError::bad_request("Email already registered").into());
             }
         };
-        collaborators::claim_invitations(gw, &email, &user.id.to_hex()).await?;
         tracing::info!(user.id = %user.id, user.role = %user.role(), "user registered");
+        // Best effort: the account exists; a verification mail that could not be prepared
+        // can be asked for again (`/api/auth/verify-email/resend`).
+        if let Err(e) = super::account::queue_verification(&self.ctx, &user, None).await {
+            tracing::warn!(user.id = %user.id, "verification mail not prepared: {e}");
+        }
         Ok(self.respond(&user))
     }
 
     /// Log in.
+    ///
+    /// When the account's address is verified, the pending invitations addressed to it are
+    /// accepted.
     ///
     /// 401 `Invalid email or password`, the same whether the email is unknown or the
     /// password wrong (or the email holds a control character). 429 with `Retry-After`
@@ -295,7 +306,9 @@ impl AuthApi {
             Some(user) if matches => user,
             _ => return Err(invalid_login().into()),
         };
-        collaborators::claim_invitations(gw, &user.email, &user.id.to_hex()).await?;
+        if user.email_verified {
+            collaborators::claim_invitations(gw, &user.email, &user.id.to_hex()).await?;
+        }
         Ok(self.respond(&user))
     }
 

@@ -1,7 +1,8 @@
 //! Collaborators (`/api/collaborators`): the owner of a tree invites people by email as
-//! viewers (read the tree) or editors (also propose changes). An invitation to a registered
-//! email is accepted at once and notified; otherwise it waits, pending, until that email
-//! registers.
+//! viewers (read the tree) or editors (also propose changes). An invitation to an account
+//! whose address is verified is accepted at once and notified; otherwise it waits, pending,
+//! until that address is verified (a bare registration of the email is not enough: anyone
+//! could register someone else's address). The invitee is mailed in every case.
 //!
 //! Invitation writes the collaborator, then the notification: if the second write fails the
 //! collaboration exists without its notification (the invitee still sees the tree under
@@ -16,6 +17,7 @@ use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
+use super::account;
 use super::auth::parse_email;
 use super::body::JsonBody;
 use super::locks::KeyedLocks;
@@ -27,6 +29,7 @@ use crate::http::context::AppContext;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::rate_limit::{LimitedResult, Per, Scope};
 use crate::http::security::BearerAuth;
+use crate::mail::templates;
 use crate::repo::collaborators::{self, CollaboratorDoc};
 use crate::repo::notifications::{self, NotificationDoc};
 use crate::repo::{persons, users};
@@ -125,9 +128,11 @@ impl CollaboratorsApi {
 impl CollaboratorsApi {
     /// Invite a collaborator
     ///
-    /// When the email belongs to a registered user, the invitation is accepted at once and
-    /// that user gets a `collaboration_invite` notification; otherwise it stays `pending`
-    /// until the email registers. The answer is the same in both cases (`status: pending`,
+    /// When the email belongs to a user whose address is verified, the invitation is
+    /// accepted at once and that user gets a `collaboration_invite` notification and a
+    /// mail; otherwise it stays `pending` until that address is verified: an account not
+    /// yet verified is mailed a verification link that accepts it, an address with no
+    /// account a link to the app to register. The answer is the same in every case (`status: pending`,
     /// `user_id` and `accepted_at` null), so it does not tell whether the email has an
     /// account; the list of collaborators shows the real status. 400 when the email was
     /// invited already, or is the caller's own. 429 with `Retry-After` after too many
@@ -160,15 +165,18 @@ impl CollaboratorsApi {
                 ApiError::bad_request("This email has already been invited to your tree").into(),
             );
         }
-        let invitee = users::find_by_email(gw, &email).await?;
-        if invitee.as_ref().is_some_and(|u| u.id == owner.id) {
+        let found = users::find_by_email(gw, &email).await?;
+        if found.as_ref().is_some_and(|u| u.id == owner.id) {
             return Err(ApiError::bad_request("You cannot invite yourself").into());
         }
+        // Only an account whose owner proved they receive this email's mail gets the
+        // invitation at once; any other waits, pending, for the address to be verified.
+        let invitee = found.as_ref().filter(|u| u.email_verified);
         let now = bson::DateTime::now();
         let collaborator = CollaboratorDoc {
             id: ObjectId::new(),
             tree_owner_id: owner_id.clone(),
-            user_id: invitee.as_ref().map(|u| u.id.to_hex()),
+            user_id: invitee.map(|u| u.id.to_hex()),
             email,
             role: body.role,
             status: if invitee.is_some() {
@@ -181,8 +189,41 @@ impl CollaboratorsApi {
             accepted_at: invitee.is_some().then_some(now),
         };
         collaborators::insert(gw, &collaborator).await?;
-        if let Some(invitee) = &invitee {
-            let owner_name = full_name(&owner.first_name, &owner.last_name);
+        let owner_name = full_name(&owner.first_name, &owner.last_name);
+        let role = collaborator.role.as_str();
+        let ctx = &self.ctx;
+        // The invitee's mail (when mail is configured): best effort, the invitation stands.
+        let mailed = match (&found, invitee) {
+            (None, _) => ctx
+                .mailer
+                .send(templates::invite_register(
+                    &collaborator.email,
+                    &owner_name,
+                    role,
+                    &account::app_link(ctx),
+                ))
+                .map_err(|e| e.to_string()),
+            (Some(unverified), None) => {
+                account::queue_verification(ctx, unverified, Some((&owner_name, role)))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            (Some(_), Some(verified)) => ctx
+                .mailer
+                .send(templates::invite_notice(
+                    &verified.email,
+                    &owner_name,
+                    role,
+                    &account::app_link(ctx),
+                ))
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(e) = mailed {
+            if ctx.mailer.enabled() {
+                tracing::warn!(collaborator.id = %collaborator.id, "invitation mail not queued: {e}");
+            }
+        }
+        if let Some(invitee) = invitee {
             let notification = NotificationDoc::new(
                 &invitee.id.to_hex(),
                 notifications::COLLABORATION_INVITE,

@@ -83,6 +83,7 @@ impl GdprApi {
         collaborators::delete_for_user(gw, &me, &user.email).await?;
         contributions::delete_for_user(gw, &me).await?;
         notifications::delete_for_user(gw, &me).await?;
+        crate::repo::email_tokens::delete_for_user(gw, user.id).await?;
         users::delete(gw, user.id).await?;
         tracing::info!(user.id = %user.id, "account deleted (GDPR)");
         Ok(Message::json("Account and all associated data deleted"))

@@ -29,6 +29,7 @@ macro_rules! json_payload {
 }
 
 // Part A.
+pub mod account;
 pub mod auth;
 pub mod body;
 pub mod json_out;
@@ -61,6 +62,7 @@ pub fn all(ctx: &AppContext) -> impl poem_openapi::OpenApi {
     (
         // Part A.
         auth::AuthApi { ctx: ctx.clone() },
+        account::AccountApi { ctx: ctx.clone() },
         users::UsersApi { ctx: ctx.clone() },
         persons::PersonsApi { ctx: ctx.clone() },
         links::LinksApi { ctx: ctx.clone() },

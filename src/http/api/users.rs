@@ -40,6 +40,9 @@ pub struct UserOut {
     pub gdpr_consent_date: Option<String>,
     /// `admin` or `member`.
     pub role: Role,
+    /// True once the owner followed the verification link mailed to `email` (accounts made
+    /// before verification existed read false until they verify).
+    pub email_verified: bool,
 }
 
 impl From<&UserDoc> for UserOut {
@@ -53,6 +56,7 @@ impl From<&UserDoc> for UserOut {
             gdpr_consent: u.gdpr_consent,
             gdpr_consent_date: u.gdpr_consent_date.map(iso),
             role: u.role(),
+            email_verified: u.email_verified,
         }
     }
 }

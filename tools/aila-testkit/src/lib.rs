@@ -10,8 +10,11 @@
 //! - [`workspace`]: the workspace root and the binaries cargo built next to the caller.
 //! - [`toxiproxy`]: the Toxiproxy server process and its API (network faults between the
 //!   service and its database).
+//! - [`mailpit`]: the Mailpit process (a real SMTP server) and its HTTP API (the mails
+//!   the service sent).
 
 pub mod local_db;
+pub mod mailpit;
 pub mod replica_set;
 pub mod toxiproxy;
 pub mod workspace;
