@@ -15,6 +15,16 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
+# Disk: from nothing, a run takes about 18 GB at its peak (measured: see README, *Two
+# commands*). Say so at once when less is free, instead of failing later in a linker.
+need_gb=18
+free_gb="$(df -P -BG . | awk 'NR == 2 { sub("G", "", $4); print $4 }')"
+if [[ "$free_gb" =~ ^[0-9]+$ ]] && ((free_gb < need_gb)); then
+	echo "test: WARNING: ${free_gb} GB free on the checkout's file system; a run from nothing needs about ${need_gb} GB" \
+		"(less with target/, .tools/ and the Go caches already filled). Free some space, or point" \
+		"CARGO_TARGET_DIR, GOCACHE and GOMODCACHE at a larger disk." >&2
+fi
+
 # The Go builds (FerretDB, Jaeger, Toxiproxy, Mailpit) run while Rust compiles the tests: on a fresh machine
 # the two overlap instead of adding up.
 builds=()
@@ -72,4 +82,12 @@ for pid in "${builds[@]}"; do
 	wait "$pid" || { echo "test: a server build failed (see above)" >&2; exit 1; }
 done
 builds=()
+# AILA_TRIM_GO_CACHES=1 (set by .ci/run): once the servers are built, the Go build and module
+# caches (about 10 GB after a build from nothing, mostly Kubernetes) are only needed to
+# rebuild them; free that space before the tests (the cluster's images need some).
+if [[ "${AILA_TRIM_GO_CACHES:-0}" == 1 ]]; then
+	go_bin="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
+	echo "test: freeing the Go caches ($(du -sh "$("$go_bin" env GOCACHE)" "$("$go_bin" env GOMODCACHE)" 2>/dev/null | cut -f1 | paste -sd+))"
+	"$go_bin" clean -cache -modcache
+fi
 cargo test --workspace --all-targets "$@"
