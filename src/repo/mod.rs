@@ -47,3 +47,22 @@ where
     })
     .await
 }
+
+/// One page of `collection` in `_id` order: the documents matching `filter` whose `_id`
+/// comes after `after` (from the start when `None`), at most `page`. Walking a collection
+/// page by page keeps one page in memory and each gateway call bounded, whatever its size.
+pub(crate) async fn find_page<T>(
+    gw: &Gateway,
+    collection: &'static str,
+    mut filter: Document,
+    after: Option<bson::oid::ObjectId>,
+    page: i64,
+) -> Result<Vec<T>, DbError>
+where
+    T: DeserializeOwned + Send + Sync + Unpin,
+{
+    if let Some(after) = after {
+        filter.insert("_id", bson::doc! { "$gt": after });
+    }
+    find_sorted(gw, collection, filter, bson::doc! { "_id": 1 }, page).await
+}

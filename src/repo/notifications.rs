@@ -146,3 +146,33 @@ pub async fn delete_for_user(gw: &Gateway, user_id: &str) -> Result<u64, DbError
     )
     .await
 }
+
+/// What a notification about a deleted account says instead of the sender's words.
+pub const SENDER_DELETED: &str =
+    "This notification was about an account that has since been deleted.";
+
+/// Removes a deleted account from other users' notifications: every notification whose
+/// data names `user_id` as its sender (`contributor_id` of a contribution, `tree_owner_id`
+/// of an invitation or a review) loses that id and its message (which holds the sender's
+/// name, or the review note they wrote), keeps its type, title and ids of other things, and
+/// says the account was deleted. Returns how many were changed.
+pub async fn forget_sender(gw: &Gateway, user_id: &str) -> Result<u64, DbError> {
+    let filter = doc! { "$or": [
+        { "data.contributor_id": user_id },
+        { "data.tree_owner_id": user_id },
+    ] };
+    let update = doc! {
+        "$set": { "message": SENDER_DELETED, "data.sender_deleted": true },
+        "$unset": { "data.contributor_id": "", "data.tree_owner_id": "" },
+    };
+    gw.run(
+        "update_many",
+        NOTIFICATIONS,
+        |c: Collection<Document>| async move {
+            c.update_many(filter, update)
+                .await
+                .map(|r| r.modified_count)
+        },
+    )
+    .await
+}

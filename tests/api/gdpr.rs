@@ -84,7 +84,7 @@ async fn remaining(
 
 /// `me` with a tree, a collaborator, a tree shared with them as editor, contributions both
 /// ways, and notifications; `friend` and `host` with their own data.
-async fn busy_account(app: &crate::common::TestApp) -> (String, String, String, String) {
+pub(crate) async fn busy_account(app: &crate::common::TestApp) -> (String, String, String, String) {
     let (me, me_user) = register_verified(app, "me@example.org").await;
     let (friend, _) = register_verified(app, "friend@example.org").await;
     let (host, _) = register_verified(app, "host@example.org").await;

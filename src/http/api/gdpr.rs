@@ -1,16 +1,22 @@
-//! GDPR (`/api/gdpr`): export everything the service holds about the caller's tree, and
-//! delete the account with everything attached to it.
+//! GDPR (`/api/gdpr`): export everything the service holds about the caller (streamed, see
+//! [`super::gdpr_export`]), and delete the account with everything attached to it.
 //!
-//! Deletion order: links, persons, collaborations, contributions, notifications, and the
-//! user last. Each step is a `delete_many` by owner, so a failure halfway leaves the account
+//! Deletion order: links, persons, collaborations, contributions, the caller's
+//! notifications, the caller's name and id in other users' notifications, and the user
+//! last. Each step is a `delete_many` by owner, so a failure halfway leaves the account
 //! in place (the token still works) with part of its data gone, never a link to a deleted
 //! person; calling the route again finishes the job.
 
 use poem_openapi::payload::Json;
+use poem_openapi::types::ToJSON;
 use poem_openapi::{Object, OpenApi, Tags};
 
+use super::collaborators::CollaboratorOut;
+use super::contributions::ContributionOut;
+use super::gdpr_export::{Owner, StreamedExport};
 use super::links::LinkOut;
 use super::message::Message;
+use super::notifications::NotificationOut;
 use super::persons::PersonOut;
 use super::users::UserOut;
 use crate::domain::time::{iso, now};
@@ -18,9 +24,6 @@ use crate::http::context::AppContext;
 use crate::http::error::ApiResult;
 use crate::http::security::BearerAuth;
 use crate::repo::{collaborators, contributions, links, notifications, persons, users};
-
-/// The most persons, and links, an export holds (far above the tree size the lists show).
-pub const EXPORT_LIMIT: i64 = 100_000;
 
 /// API description tag.
 #[derive(Tags)]
@@ -38,6 +41,17 @@ pub struct GdprExport {
     pub persons: Vec<PersonOut>,
     /// Every link of the caller's tree, oldest first.
     pub family_links: Vec<LinkOut>,
+    /// The collaborators of the caller's tree, accepted or pending.
+    pub collaborators: Vec<CollaboratorOut>,
+    /// The caller's collaborations on other users' trees, and the invitations addressed to
+    /// the caller's email.
+    pub shared_with_me: Vec<CollaboratorOut>,
+    /// The contributions the caller proposed to other trees.
+    pub contributions_made: Vec<ContributionOut>,
+    /// The contributions proposed to the caller's tree.
+    pub contributions_received: Vec<ContributionOut>,
+    /// The caller's notifications, read or not.
+    pub notifications: Vec<NotificationOut>,
     /// Export time (ISO-8601 UTC).
     pub exported_at: String,
 }
@@ -52,27 +66,28 @@ pub struct GdprApi {
 impl GdprApi {
     /// Export your data
     ///
-    /// The caller's account (never the password hash), every person and every link of the
-    /// caller's tree (up to 100 000 each, not the 500 of the lists).
+    /// Everything the service holds about the caller: the account (never the password
+    /// hash), every person and link of the caller's tree, the collaborations both ways,
+    /// the contributions both ways and the notifications, oldest first, with no limit. The
+    /// answer is streamed: it is written while it is read, a page at a time. If the
+    /// database fails partway, the answer ends before the document is complete.
     #[oai(path = "/gdpr/export", method = "get")]
-    async fn export(&self, auth: BearerAuth) -> ApiResult<Json<GdprExport>> {
-        let gw = &self.ctx.gateway;
-        let me = auth.0.id_hex();
-        let persons = persons::list_for_owner(gw, &me, EXPORT_LIMIT).await?;
-        let links = links::list_for_owner(gw, &me, EXPORT_LIMIT).await?;
-        Ok(Json(GdprExport {
-            user: UserOut::from(&auth.0.user),
-            persons: persons.into_iter().map(PersonOut::from).collect(),
-            family_links: links.into_iter().map(LinkOut::from).collect(),
-            exported_at: iso(now()),
-        }))
+    async fn export(&self, auth: BearerAuth) -> ApiResult<StreamedExport> {
+        let user = &auth.0.user;
+        let owner = Owner {
+            id: user.id.to_hex(),
+            email: user.email.to_lowercase(),
+        };
+        let shown = UserOut::from(user).to_json().unwrap_or_default();
+        let gw = self.ctx.gateway.clone();
+        Ok(StreamedExport::start(gw, owner, shown, iso(now())).await?)
     }
 
     /// Delete your account and all its data
     ///
     /// Deletes the caller's links, persons, collaborations (as owner or member),
-    /// contributions (to the caller's tree or made by the caller), notifications, then the
-    /// account. Safe to call again after a failure: it finishes what is left.
+    /// contributions (to the caller's tree or made by the caller), notifications, removes
+    /// the caller's name and id from other users' notifications, then deletes the account. Safe to call again after a failure: it finishes what is left.
     #[oai(path = "/gdpr/delete-account", method = "delete")]
     async fn delete_account(&self, auth: BearerAuth) -> ApiResult<Json<Message>> {
         let gw = &self.ctx.gateway;
@@ -83,6 +98,7 @@ impl GdprApi {
         collaborators::delete_for_user(gw, &me, &user.email).await?;
         contributions::delete_for_user(gw, &me).await?;
         notifications::delete_for_user(gw, &me).await?;
+        notifications::forget_sender(gw, &me).await?;
         crate::repo::email_tokens::delete_for_user(gw, user.id).await?;
         users::delete(gw, user.id).await?;
         tracing::info!(user.id = %user.id, "account deleted (GDPR)");

@@ -43,6 +43,7 @@ pub mod users;
 pub mod collaborators;
 pub mod contributions;
 pub mod gdpr;
+pub mod gdpr_export;
 pub mod locks;
 pub mod notifications;
 pub mod preview;
