@@ -41,6 +41,7 @@ pub struct Application {
     server: JoinHandle<std::io::Result<()>>,
     background: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    key_sweeper: JoinHandle<()>,
     email_case: JoinHandle<()>,
     pruner: JoinHandle<()>,
     drain: Duration,
@@ -134,6 +135,7 @@ impl Application {
             rate_limits: rate_limits.clone(),
             hasher: Hasher::new(Duration::from_millis(settings.limits.hash_queue_timeout_ms)),
             caps: settings.limits.clone(),
+            idempotency_ttl: crate::repo::idempotency::DEFAULT_TTL,
         }));
 
         // The port first: answering before any database I/O.
@@ -186,6 +188,12 @@ impl Application {
             Duration::from_millis(settings.preview.sweep_interval_ms),
             shutdown_rx.clone(),
         );
+        // Expired idempotency keys, likewise.
+        let key_sweeper = crate::repo::idempotency::spawn_sweeper(
+            gateway.clone(),
+            Duration::from_millis(settings.preview.sweep_interval_ms),
+            shutdown_rx.clone(),
+        );
         // Emails the old service stored in another case: lower-cased once, in the background.
         let email_case = crate::repo::email_case::spawn_once(
             gateway.clone(),
@@ -216,6 +224,7 @@ impl Application {
             server,
             background,
             sweeper,
+            key_sweeper,
             email_case,
             pruner,
             drain,
@@ -254,6 +263,7 @@ impl Application {
         self.background.abort();
         let _ = self.background.await;
         let _ = self.sweeper.await;
+        let _ = self.key_sweeper.await;
         let _ = self.email_case.await;
         let _ = self.pruner.await;
         tracing::info!("server stopped");

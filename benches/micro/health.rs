@@ -101,6 +101,7 @@ fn context() -> (AppContext, watch::Sender<DbState>) {
             persons_per_owner: 1_000,
             pending_contributions_per_contributor: 50,
         },
+        idempotency_ttl: Duration::from_secs(24 * 3600),
     }));
     (ctx, tx)
 }

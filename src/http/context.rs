@@ -50,6 +50,8 @@ pub struct AppInner {
     pub hasher: Hasher,
     /// Caps on photos, preview sessions, persons and pending contributions.
     pub caps: LimitSettings,
+    /// How long an `Idempotency-Key` counts.
+    pub idempotency_ttl: Duration,
 }
 
 /// Caps on list sizes (the old service's, now documented in the API description).

@@ -6,6 +6,7 @@ pub mod collaborators;
 pub mod contributions;
 pub mod dates;
 pub mod email_case;
+pub mod idempotency;
 pub mod links;
 pub mod notifications;
 pub mod persons;

@@ -22,6 +22,7 @@ mod collaborators;
 mod contributions;
 mod description_sharing;
 mod gdpr;
+mod idempotency;
 mod notifications;
 mod preview;
 mod rate_limits;

@@ -10,6 +10,7 @@
 //! registration that failed after creating the user (the client saw a 503 and then
 //! "Email already registered") still converges.
 
+use poem_openapi::param::Header;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
@@ -206,6 +207,13 @@ impl AuthApi {
     #[oai(path = "/auth/register", method = "post")]
     async fn register(
         &self,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
         req: &poem::Request,
         body: JsonBody<RegisterBody>,
     ) -> LimitedResult<Json<AuthResponse>> {

@@ -12,7 +12,7 @@ use std::collections::hash_map::Entry;
 
 use bson::doc;
 use bson::oid::ObjectId;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
@@ -135,6 +135,13 @@ impl CollaboratorsApi {
     #[oai(path = "/collaborators/invite", method = "post")]
     async fn invite(
         &self,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
         req: &poem::Request,
         auth: BearerAuth,
         body: JsonBody<InviteInput>,

@@ -16,7 +16,7 @@
 use bson::oid::ObjectId;
 use bson::{Bson, doc};
 use poem_openapi::error::ParseRequestPayloadError;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::payload::ParsePayload;
 use poem_openapi::types::ParseFromJSON;
@@ -391,6 +391,13 @@ impl ContributionsApi {
     #[oai(path = "/contributions", method = "post")]
     async fn submit(
         &self,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
         req: &poem::Request,
         auth: BearerAuth,
         /// The tree owner's user id.
@@ -520,6 +527,13 @@ impl ContributionsApi {
     #[oai(path = "/contributions/:id/review", method = "post")]
     async fn review(
         &self,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
         auth: BearerAuth,
         id: Path<String>,
         body: JsonBody<ReviewInput>,

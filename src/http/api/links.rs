@@ -5,7 +5,7 @@
 //! parsed here, so a type outside the 16 is the contract's 400 naming `link_type` (a
 //! malformed person id is 422 naming the field; persons not in the caller's tree are 404).
 
-use poem_openapi::param::Path;
+use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 use serde::Serialize;
@@ -105,6 +105,13 @@ impl LinksApi {
     #[oai(path = "/links", method = "post")]
     async fn create(
         &self,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
         auth: BearerAuth,
         body: JsonBody<NewLinkBody>,
     ) -> ApiResult<JsonOut<LinkOut>> {

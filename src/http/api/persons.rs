@@ -5,7 +5,7 @@
 //! changing and deleting are for the owner or an admin (403 otherwise). Deleting a person
 //! deletes its links first.
 
-use poem_openapi::param::Path;
+use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 use serde::Serialize;
@@ -137,6 +137,13 @@ impl PersonsApi {
     #[oai(path = "/persons", method = "post")]
     async fn create(
         &self,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
         auth: BearerAuth,
         body: JsonBody<PersonInput>,
     ) -> ApiResult<JsonOut<PersonOut>> {

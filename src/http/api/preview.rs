@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet};
 
 use bson::oid::ObjectId;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
@@ -275,7 +275,17 @@ impl PreviewApi {
     /// An empty session that lives 24 hours. No account needed. 429 with `Retry-After`
     /// after too many sessions from one address.
     #[oai(path = "/preview/session", method = "post")]
-    async fn create(&self, req: &poem::Request) -> LimitedResult<Json<PreviewSessionOut>> {
+    async fn create(
+        &self,
+        req: &poem::Request,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
+    ) -> LimitedResult<Json<PreviewSessionOut>> {
         let client = self.ctx.client_key(req);
         (self.ctx.rate_limits).check(Scope::PreviewSession, Per::Address, &client)?;
         let session = PreviewSessionDoc::new();
@@ -301,6 +311,13 @@ impl PreviewApi {
     #[oai(path = "/preview/:token/person", method = "post")]
     async fn add_person(
         &self,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
         req: &poem::Request,
         token: Path<String>,
         body: JsonBody<PersonInput>,
@@ -346,6 +363,13 @@ impl PreviewApi {
     #[oai(path = "/preview/:token/link", method = "post")]
     async fn add_link(
         &self,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
         req: &poem::Request,
         token: Path<String>,
         body: JsonBody<PreviewLinkBody>,
@@ -399,6 +423,13 @@ impl PreviewApi {
     #[oai(path = "/preview/:token/convert", method = "post")]
     async fn convert(
         &self,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
         req: &poem::Request,
         auth: BearerAuth,
         token: Path<String>,
