@@ -152,11 +152,29 @@ impl IdempotencyScope {
         ObjectId::from_bytes(bytes)
     }
 
+    /// A UUID for the document `purpose` this request creates, the same on every attempt
+    /// with the key (random-looking, version 4 layout).
+    pub fn uuid(&self, purpose: &str) -> uuid::Uuid {
+        let hash = sha256(&[&self.seed, b"uuid", purpose.as_bytes()]);
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&hash[..16]);
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+
+    /// [`IdempotencyScope::uuid`] of `req`'s scope, or a fresh UUID v4 without one.
+    pub fn uuid_for(req: &Request, purpose: &str) -> uuid::Uuid {
+        req.extensions()
+            .get::<IdempotencyScope>()
+            .map(|s| s.uuid(purpose))
+            .unwrap_or_else(uuid::Uuid::new_v4)
+    }
+
     /// [`IdempotencyScope::object_id`] of `req`'s scope, or a fresh id without one.
     pub fn id_for(req: &Request, purpose: &str) -> ObjectId {
         req.extensions()
             .get::<IdempotencyScope>()
             .map(|s| s.object_id(purpose))
+            // `ObjectId::default()` is a fresh `ObjectId::new()`.
             .unwrap_or_default()
     }
 }

@@ -6,7 +6,9 @@
 use serde_json::{Value, json};
 
 use crate::common::{Reply, TestApp, wait_until};
-use crate::support::count;
+use aila_api::db::gateway::InjectedFault;
+
+use crate::support::{count, gateway};
 use crate::{id, start};
 
 /// POST `body` to `path` with `Idempotency-Key: key` (raw header values, repeated when
@@ -291,4 +293,132 @@ async fn the_api_description_documents_the_header_on_every_route_that_takes_it()
             .unwrap()
             .contains("Idempotency-Key")
     );
+}
+
+/// Blind retries of `path` with `key` until one gets 200; returns that answer.
+async fn retry_until_ok(
+    app: &TestApp,
+    path: &str,
+    body: &Value,
+    token: Option<&str>,
+    key: &str,
+) -> Reply {
+    let answer = std::sync::Mutex::new(None);
+    wait_until("a blind retry to get 200", || async {
+        let r = post_keyed(app, path, body, token, &[key]).await;
+        assert!(matches!(r.status, 200 | 409 | 503), "{}", r.body);
+        let ok = r.status == 200;
+        if ok {
+            *answer.lock().unwrap() = Some(r);
+        }
+        ok
+    })
+    .await;
+    answer.into_inner().unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_write_whose_reply_is_lost_is_applied_once_across_blind_retries() {
+    let (mut db, app) = start().await;
+    let (token, user) = app.register("ada@example.org").await;
+    let owner = bson::doc! { "user_id": user["id"].as_str().unwrap() };
+
+    // The insert reaches the database and is applied; its reply is lost on the way back.
+    gateway(&app).inject_lost_reply(InjectedFault {
+        operation: "insert_one",
+        collection: "persons",
+        skip: 0,
+    });
+    let r = post_keyed(&app, "/api/persons", &ada(), Some(&token), &["lost-1"]).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(
+        count(&app, "persons", owner.clone()).await,
+        1,
+        "it was applied"
+    );
+
+    // Then the database goes away; the client keeps retrying blindly through the outage.
+    db.kill();
+    app.wait_not_ready().await;
+    let r = post_keyed(&app, "/api/persons", &ada(), Some(&token), &["lost-1"]).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    db.restart().await;
+    let answer = retry_until_ok(&app, "/api/persons", &ada(), Some(&token), "lost-1").await;
+
+    // Exactly once: the retry met the person the lost write made, and answered with it.
+    assert_eq!(persons(&app, &token).await, vec![answer.body.clone()]);
+    let again = post_keyed(&app, "/api/persons", &ada(), Some(&token), &["lost-1"]).await;
+    assert!(
+        replayed(&again) && again.body == answer.body,
+        "{}",
+        again.body
+    );
+
+    // A link, the same way.
+    let other = post_keyed(&app, "/api/persons", &ada(), Some(&token), &["lost-2"]).await;
+    let link = json!({ "person_id_1": id(&answer.body), "person_id_2": id(&other.body), "link_type": "spouse" });
+    gateway(&app).inject_lost_reply(InjectedFault {
+        operation: "insert_one",
+        collection: "family_links",
+        skip: 0,
+    });
+    let r = post_keyed(&app, "/api/links", &link, Some(&token), &["lost-3"]).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let answer = retry_until_ok(&app, "/api/links", &link, Some(&token), "lost-3").await;
+    let links = app.get("/api/links", Some(&token)).await.body;
+    assert_eq!(links, json!([answer.body]));
+}
+
+#[tokio::test]
+async fn a_preview_write_whose_reply_is_lost_is_applied_once() {
+    let (_db, app) = start().await;
+    gateway(&app).inject_lost_reply(InjectedFault {
+        operation: "insert_one",
+        collection: "preview_sessions",
+        skip: 0,
+    });
+    let r = post_keyed(&app, "/api/preview/session", &json!({}), None, &["s-1"]).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let session = retry_until_ok(&app, "/api/preview/session", &json!({}), None, "s-1").await;
+    assert_eq!(count(&app, "preview_sessions", bson::doc! {}).await, 1);
+    let token = session.str("session_token").to_string();
+
+    let path = format!("/api/preview/{token}/person");
+    gateway(&app).inject_lost_reply(InjectedFault {
+        operation: "update_one",
+        collection: "preview_sessions",
+        skip: 0,
+    });
+    let r = post_keyed(&app, &path, &ada(), None, &["pp-1"]).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let answer = retry_until_ok(&app, &path, &ada(), None, "pp-1").await;
+    assert_eq!(answer.body["persons"].as_array().unwrap().len(), 1);
+    let stored = app.get(&format!("/api/preview/{token}"), None).await.body;
+    assert_eq!(stored["persons"], answer.body["persons"]);
+}
+
+#[tokio::test]
+async fn a_registration_whose_reply_is_lost_answers_its_user_on_retry() {
+    let (_db, app) = start().await;
+    let register = json!({"email": "lost@example.org", "password": "Password123!", "first_name": "L", "last_name": "R", "gdpr_consent": true});
+    gateway(&app).inject_lost_reply(InjectedFault {
+        operation: "insert_one",
+        collection: "users",
+        skip: 0,
+    });
+    let r = post_keyed(&app, "/api/auth/register", &register, None, &["reg-lost"]).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let answer = retry_until_ok(&app, "/api/auth/register", &register, None, "reg-lost").await;
+    let users =
+        crate::support::find(&app, "users", bson::doc! { "email": "lost@example.org" }).await;
+    assert_eq!(users.len(), 1);
+    assert_eq!(
+        answer.body["user"]["id"].as_str().unwrap(),
+        users[0].get_object_id("_id").unwrap().to_hex()
+    );
+    // The token it answered works.
+    let me = app
+        .get("/api/auth/me", Some(answer.str("access_token")))
+        .await;
+    assert_eq!(me.status, 200, "{}", me.body);
 }

@@ -19,6 +19,7 @@ use super::users::UserOut;
 use crate::auth::password;
 use crate::http::context::AppContext;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::idempotency::IdempotencyScope;
 use crate::http::rate_limit::{LimitedResult, Per, Scope};
 use crate::http::security::BearerAuth;
 use crate::repo::collaborators;
@@ -230,9 +231,17 @@ impl AuthApi {
             return Err(ApiError::bad_request("GDPR consent is required").into());
         }
         let gw = &self.ctx.gateway;
+        // With an Idempotency-Key the user's id is the key's: a retry of a registration
+        // that happened (its answer lost) recognises its user and answers as the first
+        // attempt would have (the same body, so the same password, from the same client).
+        let id = IdempotencyScope::id_for(req, "user");
         // Checked before hashing so a taken email costs no bcrypt work; `create` checks
         // again and the unique index settles a race.
-        if users::find_by_email(gw, &email).await?.is_some() {
+        if let Some(existing) = users::find_by_email(gw, &email).await? {
+            if existing.id == id {
+                collaborators::claim_invitations(gw, &email, &existing.id.to_hex()).await?;
+                return Ok(self.respond(&existing));
+            }
             return Err(ApiError::bad_request("Email already registered").into());
         }
         let password_hash = self
@@ -242,8 +251,9 @@ impl AuthApi {
             .await
             .map_err(busy)?
             .map_err(ApiError::internal)?;
-        let created = users::create(
+        let created = users::create_with_id(
             gw,
+            id,
             NewUser {
                 email: email.clone(),
                 password_hash,

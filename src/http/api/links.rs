@@ -18,6 +18,7 @@ use crate::domain::ids::parse_object_id;
 use crate::domain::time::iso;
 use crate::http::context::AppContext;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::idempotency::IdempotencyScope;
 use crate::http::security::BearerAuth;
 use crate::repo::links::{self, LinkDoc};
 
@@ -112,6 +113,7 @@ impl LinksApi {
         /// same key with another body; 400 for a malformed key.
         #[oai(name = "Idempotency-Key")]
         _idempotency_key: Header<Option<String>>,
+        req: &poem::Request,
         auth: BearerAuth,
         body: JsonBody<NewLinkBody>,
     ) -> ApiResult<JsonOut<LinkOut>> {
@@ -134,7 +136,10 @@ impl LinksApi {
         if !links::both_persons_owned(gw, &owner, p1, p2).await? {
             return Err(ApiError::not_found("One or both persons not found"));
         }
-        let link = links::insert(gw, &owner, p1, p2, link_type).await?;
+        // With an Idempotency-Key the id is the key's: a retry of a creation that happened
+        // finds that link instead of adding a second one.
+        let id = IdempotencyScope::id_for(req, "link");
+        let link = links::insert_with_id(gw, id, &owner, p1, p2, link_type).await?;
         Ok(JsonOut(LinkOut::from(link)))
     }
 
