@@ -135,7 +135,7 @@ impl Application {
             rate_limits: rate_limits.clone(),
             hasher: Hasher::new(Duration::from_millis(settings.limits.hash_queue_timeout_ms)),
             caps: settings.limits.clone(),
-            idempotency_ttl: crate::repo::idempotency::DEFAULT_TTL,
+            idempotency_ttl: Duration::from_secs(settings.idempotency.key_ttl_secs),
         }));
 
         // The port first: answering before any database I/O.
@@ -191,7 +191,7 @@ impl Application {
         // Expired idempotency keys, likewise.
         let key_sweeper = crate::repo::idempotency::spawn_sweeper(
             gateway.clone(),
-            Duration::from_millis(settings.preview.sweep_interval_ms),
+            Duration::from_millis(settings.idempotency.sweep_interval_ms),
             shutdown_rx.clone(),
         );
         // Emails the old service stored in another case: lower-cased once, in the background.

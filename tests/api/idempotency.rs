@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{Reply, TestApp, wait_until};
+use crate::common::{Database, Reply, TestApp, spawn_app_with, wait_until};
 use aila_api::db::gateway::InjectedFault;
 
 use crate::support::{count, gateway};
@@ -421,4 +421,59 @@ async fn a_registration_whose_reply_is_lost_answers_its_user_on_retry() {
         .get("/api/auth/me", Some(answer.str("access_token")))
         .await;
     assert_eq!(me.status, 200, "{}", me.body);
+}
+
+#[tokio::test]
+async fn keys_expire_after_the_configured_time_and_the_sweep_deletes_them() {
+    let db = Database::start().await;
+    let app = spawn_app_with(
+        &db.url(),
+        &[
+            ("IDEMPOTENCY_KEY_TTL_SECS", "1"),
+            ("IDEMPOTENCY_SWEEP_INTERVAL_MS", "100"),
+        ],
+    )
+    .await;
+    app.wait_ready().await;
+    let (token, _) = app.register("ada@example.org").await;
+    let first = post_keyed(&app, "/api/persons", &ada(), Some(&token), &["short"]).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(count(&app, "idempotency_keys", bson::doc! {}).await, 1);
+    // FerretDB refuses the TTL index: the service's own sweep deletes the expired key.
+    wait_until("the sweep to delete the expired key", || async {
+        count(&app, "idempotency_keys", bson::doc! {}).await == 0
+    })
+    .await;
+    // The key is forgotten: the same request is a new operation.
+    let again = post_keyed(&app, "/api/persons", &ada(), Some(&token), &["short"]).await;
+    assert_eq!(again.status, 200);
+    assert!(!replayed(&again));
+    assert_ne!(id(&again.body), id(&first.body));
+    assert_eq!(persons(&app, &token).await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_expired_key_not_yet_swept_counts_as_absent() {
+    let db = Database::start().await;
+    let app = spawn_app_with(
+        &db.url(),
+        &[
+            ("IDEMPOTENCY_KEY_TTL_SECS", "1"),
+            ("IDEMPOTENCY_SWEEP_INTERVAL_MS", "3600000"),
+        ],
+    )
+    .await;
+    app.wait_ready().await;
+    let (token, _) = app.register("ada@example.org").await;
+    let first = post_keyed(&app, "/api/persons", &ada(), Some(&token), &["k"]).await;
+    assert_eq!(first.status, 200);
+    // Replayed while the key lives, run again once it has expired (no sweep meanwhile).
+    wait_until("the key to expire", || async {
+        let r = post_keyed(&app, "/api/persons", &ada(), Some(&token), &["k"]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        !replayed(&r)
+    })
+    .await;
+    assert_eq!(persons(&app, &token).await.len(), 2);
+    assert_eq!(count(&app, "idempotency_keys", bson::doc! {}).await, 1);
 }
