@@ -477,3 +477,58 @@ async fn an_expired_key_not_yet_swept_counts_as_absent() {
     assert_eq!(persons(&app, &token).await.len(), 2);
     assert_eq!(count(&app, "idempotency_keys", bson::doc! {}).await, 1);
 }
+
+#[tokio::test]
+async fn an_invitation_and_a_contribution_whose_replies_are_lost_are_applied_once() {
+    let (_db, app) = start().await;
+    let (owner, owner_user) = app.register("owner@example.org").await;
+    let (editor, _) = app.register("editor@example.org").await;
+    let owner_id = owner_user["id"].as_str().unwrap().to_string();
+
+    // The invitation is stored, its answer lost; the retry finishes it (one invitation,
+    // one notification for the invitee).
+    gateway(&app).inject_lost_reply(InjectedFault {
+        operation: "insert_one",
+        collection: "collaborators",
+        skip: 0,
+    });
+    let invite = json!({ "email": "editor@example.org", "role": "editor" });
+    let path = "/api/collaborators/invite";
+    let r = post_keyed(&app, path, &invite, Some(&owner), &["inv-1"]).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let answer = retry_until_ok(&app, path, &invite, Some(&owner), "inv-1").await;
+    let stored = crate::support::find(&app, "collaborators", bson::doc! {}).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        answer.str("id"),
+        stored[0].get_object_id("_id").unwrap().to_hex()
+    );
+    assert_eq!(count(&app, "notifications", bson::doc! {}).await, 1);
+
+    // A contribution, the same way.
+    gateway(&app).inject_lost_reply(InjectedFault {
+        operation: "insert_one",
+        collection: "contributions",
+        skip: 0,
+    });
+    let proposal = json!({
+        "action": "add",
+        "entity_type": "person",
+        "entity_data": { "first_name": "New", "last_name": "Person" }
+    });
+    let path = format!("/api/contributions?owner_id={owner_id}");
+    let r = post_keyed(&app, &path, &proposal, Some(&editor), &["c-1"]).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let answer = retry_until_ok(&app, &path, &proposal, Some(&editor), "c-1").await;
+    let stored = crate::support::find(&app, "contributions", bson::doc! {}).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        answer.str("id"),
+        stored[0].get_object_id("_id").unwrap().to_hex()
+    );
+    // The owner got one notification for it (and the editor one for the invitation).
+    assert_eq!(
+        count(&app, "notifications", bson::doc! { "user_id": &owner_id }).await,
+        1
+    );
+}

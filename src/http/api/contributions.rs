@@ -25,6 +25,7 @@ use poem_openapi::{Object, OpenApi, Tags};
 use super::body::JsonBody;
 use super::collaborators::full_name;
 use super::locks::KeyedLocks;
+use crate::db::DbError;
 use crate::domain::enums::{
     CollaboratorRole, ContributionAction, ContributionStatus, EntityType, LinkType, ReviewDecision,
 };
@@ -34,6 +35,7 @@ use crate::domain::person::{PersonInput, PersonUpdate};
 use crate::domain::time::iso;
 use crate::http::context::AppContext;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::idempotency::IdempotencyScope;
 use crate::http::rate_limit::{LimitedResult, Per, Scope};
 use crate::http::security::BearerAuth;
 use crate::repo::contributions::{self, ContributionDoc};
@@ -447,9 +449,18 @@ impl ContributionsApi {
             Change::EditPerson(_, u) => self.ctx.check_photo(u.photo.as_deref())?,
             _ => {}
         }
+        // With an Idempotency-Key the ids are the key's: a retry of a submission that
+        // happened (its answer lost) finds that contribution instead of adding a second one.
+        let id = IdempotencyScope::id_for(req, "contribution");
         // Counted before the insert: simultaneous submissions may pass the cap by as many.
         let max = self.ctx.caps.pending_contributions_per_contributor;
         if contributions::count_pending_by_contributor(gw, &me.id.to_hex()).await? >= max {
+            if let Some(done) = contributions::find_by_id(gw, id)
+                .await?
+                .filter(|c| c.contributor_id == me.id.to_hex())
+            {
+                return Ok(Json(done.into()));
+            }
             return Err(ApiError::bad_request(format!(
                 "You have {max} pending contributions, the most allowed: wait until the tree owners review them"
             ))
@@ -459,7 +470,7 @@ impl ContributionsApi {
         let (entity_id, entity_data) = change.stored();
         let contributor_name = full_name(&me.first_name, &me.last_name);
         let contribution = ContributionDoc {
-            id: ObjectId::new(),
+            id,
             tree_owner_id: owner.clone(),
             contributor_id: me.id.to_hex(),
             contributor_name: contributor_name.clone(),
@@ -472,8 +483,17 @@ impl ContributionsApi {
             reviewed_at: None,
             review_note: None,
         };
-        contributions::insert(gw, &contribution).await?;
-        let notification = NotificationDoc::new(
+        let contribution = match contributions::insert(gw, &contribution).await {
+            Ok(()) => contribution,
+            Err(DbError::DuplicateKey(key)) => match contributions::find_by_id(gw, id).await? {
+                Some(existing) if existing.contributor_id == contribution.contributor_id => {
+                    existing
+                }
+                _ => return Err(ApiError::from(DbError::DuplicateKey(key)).into()),
+            },
+            Err(e) => return Err(ApiError::from(e).into()),
+        };
+        let mut notification = NotificationDoc::new(
             &owner,
             notifications::NEW_CONTRIBUTION,
             "New contribution",
@@ -486,7 +506,8 @@ impl ContributionsApi {
                 "contributor_id": me.id.to_hex(),
             },
         );
-        notifications::insert(gw, &notification).await?;
+        notification.id = IdempotencyScope::id_for(req, "notification");
+        notifications::insert_once(gw, &notification).await?;
         Ok(Json(contribution.into()))
     }
 
