@@ -169,6 +169,11 @@ impl IdempotencyScope {
             .unwrap_or_else(uuid::Uuid::new_v4)
     }
 
+    /// True when `req` carries an `Idempotency-Key` the middleware accepted.
+    pub fn present(req: &Request) -> bool {
+        req.extensions().get::<IdempotencyScope>().is_some()
+    }
+
     /// [`IdempotencyScope::object_id`] of `req`'s scope, or a fresh id without one.
     pub fn id_for(req: &Request, purpose: &str) -> ObjectId {
         req.extensions()

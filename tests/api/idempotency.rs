@@ -531,4 +531,26 @@ async fn an_invitation_and_a_contribution_whose_replies_are_lost_are_applied_onc
         count(&app, "notifications", bson::doc! { "user_id": &owner_id }).await,
         1
     );
+
+    // The owner's approval is recorded, its answer lost; the retry answers the review
+    // (not 404) and the person is added once, the editor notified once.
+    gateway(&app).inject_lost_reply(InjectedFault {
+        operation: "update_one",
+        collection: "contributions",
+        skip: 0,
+    });
+    let path = format!("/api/contributions/{}/review", answer.str("id"));
+    let review = json!({ "status": "approved" });
+    let r = post_keyed(&app, &path, &review, Some(&owner), &["r-1"]).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let done = retry_until_ok(&app, &path, &review, Some(&owner), "r-1").await;
+    assert_eq!(done.str("contribution_id"), answer.str("id"));
+    let tree = persons(&app, &owner).await;
+    assert_eq!(tree.len(), 1, "{tree:?}");
+    let editor_id = stored[0].get_str("contributor_id").unwrap().to_string();
+    // The invitation's notification and the review's.
+    assert_eq!(
+        count(&app, "notifications", bson::doc! { "user_id": &editor_id }).await,
+        2
+    );
 }

@@ -555,6 +555,7 @@ impl ContributionsApi {
         /// same key with another body; 400 for a malformed key.
         #[oai(name = "Idempotency-Key")]
         _idempotency_key: Header<Option<String>>,
+        req: &poem::Request,
         auth: BearerAuth,
         id: Path<String>,
         body: JsonBody<ReviewInput>,
@@ -566,14 +567,25 @@ impl ContributionsApi {
         // One review of a contribution at a time in this process (see `locks`): an approval
         // and a rejection racing could otherwise apply a change and record it rejected.
         let _guard = self.locks.lock(&id.to_hex()).await;
-        let contribution = contributions::find_pending_for_owner(gw, id, &owner)
-            .await?
-            .ok_or_else(not_found)?;
         let status = match body.status {
             ReviewDecision::Approved => ContributionStatus::Approved,
             ReviewDecision::Rejected => ContributionStatus::Rejected,
         };
-        if status == ContributionStatus::Approved {
+        let (contribution, reviewed_before) =
+            match contributions::find_pending_for_owner(gw, id, &owner).await? {
+                Some(c) => (c, false),
+                // With an Idempotency-Key: a retry of this review that happened (its answer
+                // lost) finds the contribution reviewed as asked, and finishes.
+                None if IdempotencyScope::present(req) => {
+                    let done = contributions::find_by_id(gw, id)
+                        .await?
+                        .filter(|c| c.tree_owner_id == owner && c.status == status.as_str())
+                        .ok_or_else(not_found)?;
+                    (done, true)
+                }
+                None => return Err(not_found()),
+            };
+        if status == ContributionStatus::Approved && !reviewed_before {
             let change = Change::from_doc(&contribution).await.map_err(|e| {
                 ApiError::unprocessable(format!(
                     "This contribution cannot be applied ({e}): reject it instead"
@@ -582,7 +594,9 @@ impl ContributionsApi {
             self.apply(&owner, contribution.id, change).await?;
         }
         let note = body.0.note.filter(|n| !n.trim().is_empty());
-        if !contributions::mark_reviewed(gw, id, &owner, status, note.clone()).await? {
+        if !reviewed_before
+            && !contributions::mark_reviewed(gw, id, &owner, status, note.clone()).await?
+        {
             return Err(not_found());
         }
         let verdict = status.as_str();
@@ -593,7 +607,7 @@ impl ContributionsApi {
         if let Some(note) = &note {
             message.push_str(&format!(": {note}"));
         }
-        let notification = NotificationDoc::new(
+        let mut notification = NotificationDoc::new(
             &contribution.contributor_id,
             notifications::CONTRIBUTION_REVIEWED,
             &format!("Contribution {verdict}"),
@@ -604,7 +618,8 @@ impl ContributionsApi {
                 "status": verdict,
             },
         );
-        notifications::insert(gw, &notification).await?;
+        notification.id = IdempotencyScope::id_for(req, "notification");
+        notifications::insert_once(gw, &notification).await?;
         Ok(Json(ReviewOut {
             message: format!("Contribution {verdict}"),
             contribution_id: id.to_hex(),
