@@ -376,6 +376,18 @@ pub const SETTINGS: &[Setting] = &[
         doc: "How often expired preview sessions are deleted (the TTL index does it where the server supports it)",
     },
     Setting {
+        env: "IDEMPOTENCY_KEY_TTL_SECS",
+        key: "idempotency.key_ttl_secs",
+        default: "86400",
+        doc: "How long an Idempotency-Key and its stored answer count (a repeat after that runs again)",
+    },
+    Setting {
+        env: "IDEMPOTENCY_SWEEP_INTERVAL_MS",
+        key: "idempotency.sweep_interval_ms",
+        default: "60000",
+        doc: "How often expired idempotency keys are deleted (the TTL index does it where the server supports it)",
+    },
+    Setting {
         env: "HEALTH_SHOW_ERRORS",
         key: "http.health_show_errors",
         default: "(true; false when APP_ENV=production)",
@@ -490,6 +502,7 @@ struct RawSettings {
     reconnect: ReconnectSettings,
     admission: AdmissionSettings,
     preview: PreviewSettings,
+    idempotency: IdempotencySettings,
     rate_limit: RawRateLimits,
     limits: LimitSettings,
     auth: RawAuth,
@@ -743,6 +756,16 @@ pub struct PreviewSettings {
     pub sweep_interval_ms: u64,
 }
 
+/// `Idempotency-Key` records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencySettings {
+    /// How long a key counts, seconds.
+    pub key_ttl_secs: u64,
+    /// Period of the expired-key sweep, milliseconds.
+    pub sweep_interval_ms: u64,
+}
+
 /// Log output.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -931,6 +954,8 @@ pub struct Settings {
     pub admission: AdmissionSettings,
     /// Preview housekeeping.
     pub preview: PreviewSettings,
+    /// Idempotency keys.
+    pub idempotency: IdempotencySettings,
     /// Rate limits.
     pub rate_limit: RateLimitSettings,
     /// Caps on work and storage.
@@ -1029,6 +1054,10 @@ fn built_in_defaults() -> RawSettings {
             queue_timeout_ms: 50,
         },
         preview: PreviewSettings {
+            sweep_interval_ms: 60_000,
+        },
+        idempotency: IdempotencySettings {
+            key_ttl_secs: 24 * 60 * 60,
             sweep_interval_ms: 60_000,
         },
         rate_limit: RawRateLimits {
@@ -1282,6 +1311,11 @@ impl Settings {
         positive("breaker.open_initial_ms", raw.breaker.open_initial_ms)?;
         positive("reconnect.initial_ms", raw.reconnect.initial_ms)?;
         positive("preview.sweep_interval_ms", raw.preview.sweep_interval_ms)?;
+        positive("idempotency.key_ttl_secs", raw.idempotency.key_ttl_secs)?;
+        positive(
+            "idempotency.sweep_interval_ms",
+            raw.idempotency.sweep_interval_ms,
+        )?;
         positive(
             "rate_limit.prune_interval_ms",
             raw.rate_limit.prune_interval_ms,
@@ -1412,6 +1446,7 @@ impl Settings {
                 ..raw.admission
             },
             preview: raw.preview,
+            idempotency: raw.idempotency,
             rate_limit,
             limits: raw.limits,
             jwt,

@@ -41,6 +41,7 @@ pub struct Application {
     server: JoinHandle<std::io::Result<()>>,
     background: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    key_sweeper: JoinHandle<()>,
     email_case: JoinHandle<()>,
     pruner: JoinHandle<()>,
     mail_sender: Option<JoinHandle<()>>,
@@ -140,6 +141,7 @@ impl Application {
             mailer,
             verification_ttl: settings.mail.verification_ttl,
             password_reset_ttl: settings.mail.password_reset_ttl,
+            idempotency_ttl: Duration::from_secs(settings.idempotency.key_ttl_secs),
         }));
 
         // The port first: answering before any database I/O.
@@ -192,6 +194,12 @@ impl Application {
             Duration::from_millis(settings.preview.sweep_interval_ms),
             shutdown_rx.clone(),
         );
+        // Expired idempotency keys, likewise.
+        let key_sweeper = crate::repo::idempotency::spawn_sweeper(
+            gateway.clone(),
+            Duration::from_millis(settings.idempotency.sweep_interval_ms),
+            shutdown_rx.clone(),
+        );
         // Emails the old service stored in another case: lower-cased once, in the background.
         let email_case = crate::repo::email_case::spawn_once(
             gateway.clone(),
@@ -222,6 +230,7 @@ impl Application {
             server,
             background,
             sweeper,
+            key_sweeper,
             email_case,
             pruner,
             mail_sender,
@@ -261,6 +270,7 @@ impl Application {
         self.background.abort();
         let _ = self.background.await;
         let _ = self.sweeper.await;
+        let _ = self.key_sweeper.await;
         let _ = self.email_case.await;
         let _ = self.pruner.await;
         if let Some(mail_sender) = self.mail_sender {

@@ -104,6 +104,7 @@ fn context() -> (AppContext, watch::Sender<DbState>) {
         mailer: aila_api::mail::Mailer::disabled(metrics.clone(), "http://localhost:8001"),
         verification_ttl: Duration::from_secs(48 * 3600),
         password_reset_ttl: Duration::from_secs(1800),
+        idempotency_ttl: Duration::from_secs(24 * 3600),
     }));
     (ctx, tx)
 }

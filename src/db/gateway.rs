@@ -139,6 +139,8 @@ struct Inner {
     epoch: Instant,
     #[cfg(feature = "fault-injection")]
     faults: std::sync::Mutex<Vec<InjectedFault>>,
+    #[cfg(feature = "fault-injection")]
+    lost_replies: std::sync::Mutex<Vec<InjectedFault>>,
 }
 
 /// Handle to the gateway. Cheap to clone.
@@ -229,6 +231,8 @@ impl Gateway {
                 epoch: Instant::now(),
                 #[cfg(feature = "fault-injection")]
                 faults: std::sync::Mutex::new(Vec::new()),
+                #[cfg(feature = "fault-injection")]
+                lost_replies: std::sync::Mutex::new(Vec::new()),
             }),
         }
     }
@@ -293,6 +297,18 @@ impl Gateway {
             .push(fault);
     }
 
+    /// Plants a lost reply (test targets only): the `skip`+1-th matching operation runs
+    /// and succeeds in the database, then fails as if the connection had dropped before
+    /// its answer came back (the ambiguous write: applied, but the caller cannot know).
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_lost_reply(&self, fault: InjectedFault) {
+        self.inner
+            .lost_replies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(fault);
+    }
+
     fn target(&self) -> Target {
         self.inner
             .target
@@ -303,7 +319,16 @@ impl Gateway {
 
     #[cfg(feature = "fault-injection")]
     fn take_fault(&self, operation: &str, collection: &str) -> bool {
-        let mut faults = self.inner.faults.lock().unwrap_or_else(|p| p.into_inner());
+        Self::take_from(&self.inner.faults, operation, collection)
+    }
+
+    #[cfg(feature = "fault-injection")]
+    fn take_from(
+        faults: &std::sync::Mutex<Vec<InjectedFault>>,
+        operation: &str,
+        collection: &str,
+    ) -> bool {
+        let mut faults = faults.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(i) = faults
             .iter()
             .position(|f| f.operation == operation && f.collection == collection)
@@ -541,6 +566,15 @@ impl Gateway {
                 Err(_) => (Verdict::TimedOut { after: deadline }, None),
             };
         drop(slot);
+        #[cfg(feature = "fault-injection")]
+        let verdict = match verdict {
+            Verdict::Success
+                if Self::take_from(&self.inner.lost_replies, operation, collection) =>
+            {
+                Verdict::Injected
+            }
+            other => other,
+        };
         // 4. One table for every outcome.
         self.settle(&span, operation, collection, started, permit, verdict)?;
         Ok(value.expect("a success carries its value"))

@@ -4,7 +4,8 @@
 //! existing database is left as it is. Unique indexes are required: readiness waits for
 //! them. The TTL index on `preview_sessions.expires_at` is best effort: where the server
 //! refuses it (FerretDB does), a warning is logged once and shown in `/health`, and the
-//! service's own expiry takes over (expired sessions are refused on read and swept).
+//! service's own expiry takes over (expired sessions are refused on read and swept). The
+//! same holds for `idempotency_keys.expires_at`.
 
 use std::time::Duration;
 
@@ -108,6 +109,13 @@ pub const INDEXES: &[IndexSpec] = &[
         ttl: None,
     },
     ix("email_tokens", &["user_id"]),
+    // Idempotency keys expire (`expires_at`); the service sweeps where TTL is refused.
+    IndexSpec {
+        collection: "idempotency_keys",
+        keys: &["expires_at"],
+        unique: false,
+        ttl: Some(Duration::ZERO),
+    },
 ];
 
 /// What one ensure pass achieved.
@@ -168,7 +176,8 @@ pub async fn ensure_indexes(
                     span.record("index.result", result);
                     let error = match &e {
                         DbError::Rejected { message, .. } if spec.ttl.is_some() => format!(
-                            "TTL index refused by the server ({message}); expired preview sessions are removed by the service's own sweep instead"
+                            "TTL index refused by the server ({message}); expired {} are removed by the service's own sweep instead",
+                            spec.collection.replace('_', " ")
                         ),
                         other => other.to_string(),
                     };

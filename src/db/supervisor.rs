@@ -375,11 +375,12 @@ impl Supervisor {
                 tracing::warn!(index = %f.index, "index not created: {}; retrying while connected", f.error);
             }
         }
-        let ttl_warning = report
+        let ttl_warnings: Vec<String> = report
             .failed
             .iter()
-            .find(|f| f.index.ends_with("expires_at_1"))
-            .map(|f| f.error.clone());
+            .filter(|f| f.index.ends_with("expires_at_1"))
+            .map(|f| f.error.clone())
+            .collect();
         self.update(|s| {
             for name in &report.ensured {
                 if !s.indexes_ensured.contains(name) {
@@ -391,7 +392,7 @@ impl Supervisor {
                     && !report.failed.iter().any(|n| n.index == f.index)
             });
             s.indexes_failed.extend(report.failed.iter().cloned());
-            if let Some(w) = ttl_warning {
+            for w in ttl_warnings {
                 if !s.warnings.contains(&w) {
                     s.warnings.push(w);
                 }

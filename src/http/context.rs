@@ -57,6 +57,8 @@ pub struct AppInner {
     pub verification_ttl: Duration,
     /// Validity of a password-reset link.
     pub password_reset_ttl: Duration,
+    /// How long an `Idempotency-Key` counts.
+    pub idempotency_ttl: Duration,
 }
 
 /// Caps on list sizes (the old service's, now documented in the API description).

@@ -9,6 +9,7 @@
 //! - [`context`]: what handlers share.
 //! - [`client_addr`]: the client's address (trusted proxies, `X-Forwarded-For`).
 //! - [`rate_limit`]: per-address and per-account rate limits (429).
+//! - [`idempotency`]: `Idempotency-Key` on the creating POSTs (a retry applies at most once).
 //!
 //! The API description is served at `/openapi.json`, and an interactive page at `/docs`.
 
@@ -17,6 +18,7 @@ pub mod body_limit;
 pub mod client_addr;
 pub mod context;
 pub mod error;
+pub mod idempotency;
 pub mod observe;
 pub mod probes;
 pub mod rate_limit;
@@ -29,6 +31,7 @@ use poem_openapi::OpenApiService;
 use crate::resilience::admission;
 use body_limit::BodyLimit;
 use context::AppContext;
+use idempotency::Idempotency;
 use observe::{Observe, RouteTemplates};
 use probes::ServiceApi;
 
@@ -59,6 +62,11 @@ pub fn build_endpoint(
         .at("/api/", poem::get(probes::api_root_with_slash))
         .nest("/docs", docs)
         .nest("/", service)
+        .with(Idempotency {
+            lease: idempotency::lease(ctx.gateway.operation_timeout()),
+            ttl: ctx.idempotency_ttl,
+            ctx: ctx.clone(),
+        })
         .with(BodyLimit {
             max_bytes: body_limit_bytes,
         })

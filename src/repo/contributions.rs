@@ -70,6 +70,16 @@ pub async fn insert(gw: &Gateway, contribution: &ContributionDoc) -> Result<(), 
     .await
 }
 
+/// The contribution with this id.
+pub async fn find_by_id(gw: &Gateway, id: ObjectId) -> Result<Option<ContributionDoc>, DbError> {
+    gw.run(
+        "find_one",
+        CONTRIBUTIONS,
+        |c: Collection<ContributionDoc>| async move { c.find_one(doc! { "_id": id }).await },
+    )
+    .await
+}
+
 async fn find_many(
     gw: &Gateway,
     filter: Document,

@@ -7,6 +7,7 @@ pub mod contributions;
 pub mod dates;
 pub mod email_case;
 pub mod email_tokens;
+pub mod idempotency;
 pub mod links;
 pub mod notifications;
 pub mod persons;

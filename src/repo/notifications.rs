@@ -77,6 +77,15 @@ pub async fn insert(gw: &Gateway, notification: &NotificationDoc) -> Result<(), 
     .await
 }
 
+/// Inserts a notification whose id may exist already (a retried request whose ids come
+/// from an `Idempotency-Key`): a duplicate id is the same notification, already there.
+pub async fn insert_once(gw: &Gateway, notification: &NotificationDoc) -> Result<(), DbError> {
+    match insert(gw, notification).await {
+        Err(DbError::DuplicateKey(_)) => Ok(()),
+        other => other,
+    }
+}
+
 /// The `limit` newest notifications of `user_id` (ties broken by id, newest first).
 pub async fn list_for_user(
     gw: &Gateway,

@@ -163,6 +163,31 @@ pub async fn insert(gw: &Gateway, session: &PreviewSessionDoc) -> Result<(), DbE
     .await
 }
 
+/// Inserts `session` unless a session with its `_id` exists (a retried creation whose id
+/// came from an `Idempotency-Key`): then that session is answered instead.
+pub async fn insert_or_existing(
+    gw: &Gateway,
+    session: PreviewSessionDoc,
+) -> Result<PreviewSessionDoc, DbError> {
+    match insert(gw, &session).await {
+        Ok(()) => Ok(session),
+        Err(DbError::DuplicateKey(key)) => {
+            let id = session.id;
+            let existing = gw
+                .run(
+                    "find_one",
+                    PREVIEW_SESSIONS,
+                    |c: Collection<PreviewSessionDoc>| async move {
+                        c.find_one(doc! { "_id": id }).await
+                    },
+                )
+                .await?;
+            existing.ok_or(DbError::DuplicateKey(key))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The session named `token`, expired or not.
 pub async fn find_by_token(
     gw: &Gateway,

@@ -334,10 +334,19 @@ pub async fn delete(gateway: &Gateway, id: ObjectId) -> Result<bool, DbError> {
 /// member otherwise. [`Created::EmailTaken`] when the email is registered already (checked
 /// first, and enforced by the unique index on `email` under concurrent registrations).
 pub async fn create(gateway: &Gateway, new: NewUser) -> Result<Created, DbError> {
+    create_with_id(gateway, ObjectId::new(), new).await
+}
+
+/// [`create`] with a chosen id (derived from an `Idempotency-Key`: a retried registration
+/// whose first attempt did happen recognises its user by the id).
+pub async fn create_with_id(
+    gateway: &Gateway,
+    id: ObjectId,
+    new: NewUser,
+) -> Result<Created, DbError> {
     if find_by_email(gateway, &new.email).await?.is_some() {
         return Ok(Created::EmailTaken);
     }
-    let id = ObjectId::new();
     let is_admin = claim_first_admin(gateway, id).await?;
     let now = crate::domain::time::now();
     let user = UserDoc {

@@ -31,6 +31,7 @@ mod description_sharing;
 mod fuzz;
 mod gdpr;
 mod gdpr_export;
+mod idempotency;
 mod notifications;
 mod preview;
 mod rate_limits;

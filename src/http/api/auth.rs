@@ -12,6 +12,7 @@
 //! half-way, still converges). Registration mails the verification link (when mail is
 //! configured).
 
+use poem_openapi::param::Header;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
@@ -20,6 +21,7 @@ use super::users::UserOut;
 use crate::auth::password;
 use crate::http::context::AppContext;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::idempotency::IdempotencyScope;
 use crate::http::rate_limit::{LimitedResult, Per, Scope};
 use crate::http::security::BearerAuth;
 use crate::repo::collaborators;
@@ -210,6 +212,13 @@ impl AuthApi {
     #[oai(path = "/auth/register", method = "post")]
     async fn register(
         &self,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
         req: &poem::Request,
         body: JsonBody<RegisterBody>,
     ) -> LimitedResult<Json<AuthResponse>> {
@@ -226,9 +235,17 @@ impl AuthApi {
             return Err(ApiError::bad_request("GDPR consent is required").into());
         }
         let gw = &self.ctx.gateway;
+        // With an Idempotency-Key the user's id is the key's: a retry of a registration
+        // that happened (its answer lost) recognises its user and answers as the first
+        // attempt would have (the same body, so the same password, from the same client).
+        let id = IdempotencyScope::id_for(req, "user");
         // Checked before hashing so a taken email costs no bcrypt work; `create` checks
         // again and the unique index settles a race.
-        if users::find_by_email(gw, &email).await?.is_some() {
+        if let Some(existing) = users::find_by_email(gw, &email).await? {
+            if existing.id == id {
+                collaborators::claim_invitations(gw, &email, &existing.id.to_hex()).await?;
+                return Ok(self.respond(&existing));
+            }
             return Err(ApiError::bad_request("Email already registered").into());
         }
         let password_hash = self
@@ -238,8 +255,9 @@ impl AuthApi {
             .await
             .map_err(busy)?
             .map_err(ApiError::internal)?;
-        let created = users::create(
+        let created = users::create_with_id(
             gw,
+            id,
             NewUser {
                 email: email.clone(),
                 password_hash,

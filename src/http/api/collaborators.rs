@@ -12,8 +12,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use bson::doc;
-use bson::oid::ObjectId;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
@@ -27,6 +26,7 @@ use crate::domain::ids::parse_object_id;
 use crate::domain::time::iso;
 use crate::http::context::AppContext;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::idempotency::IdempotencyScope;
 use crate::http::rate_limit::{LimitedResult, Per, Scope};
 use crate::http::security::BearerAuth;
 use crate::mail::templates;
@@ -140,6 +140,13 @@ impl CollaboratorsApi {
     #[oai(path = "/collaborators/invite", method = "post")]
     async fn invite(
         &self,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
         req: &poem::Request,
         auth: BearerAuth,
         body: JsonBody<InviteInput>,
@@ -157,10 +164,12 @@ impl CollaboratorsApi {
         // No unique index covers (owner, email): two identical invitations racing would both
         // pass the check below. Serialize them in this process (see `locks`).
         let _guard = self.locks.lock(&format!("{owner_id} {email}")).await;
-        if collaborators::find_by_owner_and_email(gw, &owner_id, &email)
-            .await?
-            .is_some()
-        {
+        // With an Idempotency-Key the ids are the key's: a retry of an invitation that
+        // happened (its answer lost) recognises it and finishes (the notification).
+        let id = IdempotencyScope::id_for(req, "collaborator");
+        let existing = collaborators::find_by_owner_and_email(gw, &owner_id, &email).await?;
+        let retried = existing.as_ref().is_some_and(|c| c.id == id);
+        if existing.is_some() && !retried {
             return Err(
                 ApiError::bad_request("This email has already been invited to your tree").into(),
             );
@@ -174,7 +183,7 @@ impl CollaboratorsApi {
         let invitee = found.as_ref().filter(|u| u.email_verified);
         let now = bson::DateTime::now();
         let collaborator = CollaboratorDoc {
-            id: ObjectId::new(),
+            id,
             tree_owner_id: owner_id.clone(),
             user_id: invitee.map(|u| u.id.to_hex()),
             email,
@@ -188,7 +197,15 @@ impl CollaboratorsApi {
             invited_at: Some(now),
             accepted_at: invitee.is_some().then_some(now),
         };
-        collaborators::insert(gw, &collaborator).await?;
+        let collaborator = match existing {
+            Some(done) if retried => done,
+            _ => {
+                collaborators::insert(gw, &collaborator).await?;
+                collaborator
+            }
+        };
+        // A retried invitation mails again: its first attempt may have failed before
+        // mailing, and a second mail does less harm than none.
         let owner_name = full_name(&owner.first_name, &owner.last_name);
         let role = collaborator.role.as_str();
         let ctx = &self.ctx;
@@ -224,7 +241,7 @@ impl CollaboratorsApi {
             }
         }
         if let Some(invitee) = invitee {
-            let notification = NotificationDoc::new(
+            let mut notification = NotificationDoc::new(
                 &invitee.id.to_hex(),
                 notifications::COLLABORATION_INVITE,
                 "New collaboration",
@@ -238,7 +255,8 @@ impl CollaboratorsApi {
                     "role": collaborator.role.as_str(),
                 },
             );
-            notifications::insert(gw, &notification).await?;
+            notification.id = IdempotencyScope::id_for(req, "notification");
+            notifications::insert_once(gw, &notification).await?;
         }
         // The answer is the same whether the email has an account or not (`pending`, no
         // user id): inviting must not tell who is registered.

@@ -16,7 +16,7 @@
 use bson::oid::ObjectId;
 use bson::{Bson, doc};
 use poem_openapi::error::ParseRequestPayloadError;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::payload::ParsePayload;
 use poem_openapi::types::ParseFromJSON;
@@ -25,6 +25,7 @@ use poem_openapi::{Object, OpenApi, Tags};
 use super::body::JsonBody;
 use super::collaborators::full_name;
 use super::locks::KeyedLocks;
+use crate::db::DbError;
 use crate::domain::enums::{
     CollaboratorRole, ContributionAction, ContributionStatus, EntityType, LinkType, ReviewDecision,
 };
@@ -34,6 +35,7 @@ use crate::domain::person::{PersonInput, PersonUpdate};
 use crate::domain::time::iso;
 use crate::http::context::AppContext;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::idempotency::IdempotencyScope;
 use crate::http::rate_limit::{LimitedResult, Per, Scope};
 use crate::http::security::BearerAuth;
 use crate::repo::contributions::{self, ContributionDoc};
@@ -391,6 +393,13 @@ impl ContributionsApi {
     #[oai(path = "/contributions", method = "post")]
     async fn submit(
         &self,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
         req: &poem::Request,
         auth: BearerAuth,
         /// The tree owner's user id.
@@ -440,9 +449,18 @@ impl ContributionsApi {
             Change::EditPerson(_, u) => self.ctx.check_photo(u.photo.as_deref())?,
             _ => {}
         }
+        // With an Idempotency-Key the ids are the key's: a retry of a submission that
+        // happened (its answer lost) finds that contribution instead of adding a second one.
+        let id = IdempotencyScope::id_for(req, "contribution");
         // Counted before the insert: simultaneous submissions may pass the cap by as many.
         let max = self.ctx.caps.pending_contributions_per_contributor;
         if contributions::count_pending_by_contributor(gw, &me.id.to_hex()).await? >= max {
+            if let Some(done) = contributions::find_by_id(gw, id)
+                .await?
+                .filter(|c| c.contributor_id == me.id.to_hex())
+            {
+                return Ok(Json(done.into()));
+            }
             return Err(ApiError::bad_request(format!(
                 "You have {max} pending contributions, the most allowed: wait until the tree owners review them"
             ))
@@ -452,7 +470,7 @@ impl ContributionsApi {
         let (entity_id, entity_data) = change.stored();
         let contributor_name = full_name(&me.first_name, &me.last_name);
         let contribution = ContributionDoc {
-            id: ObjectId::new(),
+            id,
             tree_owner_id: owner.clone(),
             contributor_id: me.id.to_hex(),
             contributor_name: contributor_name.clone(),
@@ -465,8 +483,17 @@ impl ContributionsApi {
             reviewed_at: None,
             review_note: None,
         };
-        contributions::insert(gw, &contribution).await?;
-        let notification = NotificationDoc::new(
+        let contribution = match contributions::insert(gw, &contribution).await {
+            Ok(()) => contribution,
+            Err(DbError::DuplicateKey(key)) => match contributions::find_by_id(gw, id).await? {
+                Some(existing) if existing.contributor_id == contribution.contributor_id => {
+                    existing
+                }
+                _ => return Err(ApiError::from(DbError::DuplicateKey(key)).into()),
+            },
+            Err(e) => return Err(ApiError::from(e).into()),
+        };
+        let mut notification = NotificationDoc::new(
             &owner,
             notifications::NEW_CONTRIBUTION,
             "New contribution",
@@ -479,7 +506,8 @@ impl ContributionsApi {
                 "contributor_id": me.id.to_hex(),
             },
         );
-        notifications::insert(gw, &notification).await?;
+        notification.id = IdempotencyScope::id_for(req, "notification");
+        notifications::insert_once(gw, &notification).await?;
         Ok(Json(contribution.into()))
     }
 
@@ -520,6 +548,14 @@ impl ContributionsApi {
     #[oai(path = "/contributions/:id/review", method = "post")]
     async fn review(
         &self,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
+        req: &poem::Request,
         auth: BearerAuth,
         id: Path<String>,
         body: JsonBody<ReviewInput>,
@@ -531,14 +567,25 @@ impl ContributionsApi {
         // One review of a contribution at a time in this process (see `locks`): an approval
         // and a rejection racing could otherwise apply a change and record it rejected.
         let _guard = self.locks.lock(&id.to_hex()).await;
-        let contribution = contributions::find_pending_for_owner(gw, id, &owner)
-            .await?
-            .ok_or_else(not_found)?;
         let status = match body.status {
             ReviewDecision::Approved => ContributionStatus::Approved,
             ReviewDecision::Rejected => ContributionStatus::Rejected,
         };
-        if status == ContributionStatus::Approved {
+        let (contribution, reviewed_before) =
+            match contributions::find_pending_for_owner(gw, id, &owner).await? {
+                Some(c) => (c, false),
+                // With an Idempotency-Key: a retry of this review that happened (its answer
+                // lost) finds the contribution reviewed as asked, and finishes.
+                None if IdempotencyScope::present(req) => {
+                    let done = contributions::find_by_id(gw, id)
+                        .await?
+                        .filter(|c| c.tree_owner_id == owner && c.status == status.as_str())
+                        .ok_or_else(not_found)?;
+                    (done, true)
+                }
+                None => return Err(not_found()),
+            };
+        if status == ContributionStatus::Approved && !reviewed_before {
             let change = Change::from_doc(&contribution).await.map_err(|e| {
                 ApiError::unprocessable(format!(
                     "This contribution cannot be applied ({e}): reject it instead"
@@ -547,7 +594,9 @@ impl ContributionsApi {
             self.apply(&owner, contribution.id, change).await?;
         }
         let note = body.0.note.filter(|n| !n.trim().is_empty());
-        if !contributions::mark_reviewed(gw, id, &owner, status, note.clone()).await? {
+        if !reviewed_before
+            && !contributions::mark_reviewed(gw, id, &owner, status, note.clone()).await?
+        {
             return Err(not_found());
         }
         let verdict = status.as_str();
@@ -558,7 +607,7 @@ impl ContributionsApi {
         if let Some(note) = &note {
             message.push_str(&format!(": {note}"));
         }
-        let notification = NotificationDoc::new(
+        let mut notification = NotificationDoc::new(
             &contribution.contributor_id,
             notifications::CONTRIBUTION_REVIEWED,
             &format!("Contribution {verdict}"),
@@ -569,7 +618,8 @@ impl ContributionsApi {
                 "status": verdict,
             },
         );
-        notifications::insert(gw, &notification).await?;
+        notification.id = IdempotencyScope::id_for(req, "notification");
+        notifications::insert_once(gw, &notification).await?;
         Ok(Json(ReviewOut {
             message: format!("Contribution {verdict}"),
             contribution_id: id.to_hex(),

@@ -5,7 +5,7 @@
 //! parsed here, so a type outside the 16 is the contract's 400 naming `link_type` (a
 //! malformed person id is 422 naming the field; persons not in the caller's tree are 404).
 
-use poem_openapi::param::Path;
+use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 use serde::Serialize;
@@ -18,6 +18,7 @@ use crate::domain::ids::parse_object_id;
 use crate::domain::time::iso;
 use crate::http::context::AppContext;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::idempotency::IdempotencyScope;
 use crate::http::security::BearerAuth;
 use crate::repo::links::{self, LinkDoc};
 
@@ -105,6 +106,14 @@ impl LinksApi {
     #[oai(path = "/links", method = "post")]
     async fn create(
         &self,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
+        req: &poem::Request,
         auth: BearerAuth,
         body: JsonBody<NewLinkBody>,
     ) -> ApiResult<JsonOut<LinkOut>> {
@@ -127,7 +136,10 @@ impl LinksApi {
         if !links::both_persons_owned(gw, &owner, p1, p2).await? {
             return Err(ApiError::not_found("One or both persons not found"));
         }
-        let link = links::insert(gw, &owner, p1, p2, link_type).await?;
+        // With an Idempotency-Key the id is the key's: a retry of a creation that happened
+        // finds that link instead of adding a second one.
+        let id = IdempotencyScope::id_for(req, "link");
+        let link = links::insert_with_id(gw, id, &owner, p1, p2, link_type).await?;
         Ok(JsonOut(LinkOut::from(link)))
     }
 

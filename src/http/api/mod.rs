@@ -56,7 +56,18 @@ pub const DESCRIPTION: &str = "AÏLA family-tree API. Errors are JSON with a `de
 While the database is unavailable, routes that need it answer 503 at once with `Retry-After` \
 (seconds) and `Retry-After-Ms`; `/health` always answers 200 and `/readiness` says whether \
 the database is usable. Lists are capped: persons, links, users, collaborators and \
-contributions at 500 items, notifications at the 50 newest.";
+contributions at 500 items, notifications at the 50 newest.
+
+Retries without duplicates: every POST that creates or changes something (registration, \
+persons, links, invitations, contributions and reviews, preview session/person/link/convert) \
+takes an optional `Idempotency-Key` header (IETF draft-ietf-httpapi-idempotency-key-header), \
+e.g. a UUID, 1 to 255 visible ASCII characters, bare or as a quoted string. The first request \
+with a key is processed and its answer kept for `IDEMPOTENCY_KEY_TTL_SECS` (24 h by default); \
+a repeat with the same key, method, path and body gets that answer again with \
+`Idempotent-Replayed: true` and changes nothing, so a client may retry blindly after a 503 or \
+a lost answer. A repeat while the first is still processed gets 409 with `Retry-After`; the \
+same key with another body 422; a malformed key 400. Keys belong to the caller (the account, \
+the preview session, or the client address for registration and new preview sessions).";
 
 /// Every resource API, for the OpenAPI service.
 pub fn all(ctx: &AppContext) -> impl poem_openapi::OpenApi {

@@ -5,7 +5,7 @@
 //! changing and deleting are for the owner or an admin (403 otherwise). Deleting a person
 //! deletes its links first.
 
-use poem_openapi::param::Path;
+use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 use serde::Serialize;
@@ -19,6 +19,7 @@ use crate::domain::person::{PersonInput, PersonUpdate};
 use crate::domain::time::iso;
 use crate::http::context::AppContext;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::idempotency::IdempotencyScope;
 use crate::http::security::{AuthUser, BearerAuth};
 use crate::repo::persons::{self, PersonDoc};
 
@@ -137,20 +138,34 @@ impl PersonsApi {
     #[oai(path = "/persons", method = "post")]
     async fn create(
         &self,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
+        req: &poem::Request,
         auth: BearerAuth,
         body: JsonBody<PersonInput>,
     ) -> ApiResult<JsonOut<PersonOut>> {
         let input = body.0.normalized().map_err(ApiError::unprocessable)?;
         self.ctx.check_photo(input.photo.as_deref())?;
         let owner = auth.0.id_hex();
+        // With an Idempotency-Key the id is the key's: a retry of a creation that happened
+        // (its answer lost) finds that person instead of adding a second one.
+        let id = IdempotencyScope::id_for(req, "person");
         // Counted before the insert: simultaneous creations may pass the cap by as many.
         let max = self.ctx.caps.persons_per_owner;
         if persons::count_for_owner(&self.ctx.gateway, &owner).await? >= max {
+            if let Some(done) = persons::find_owned(&self.ctx.gateway, id, &owner).await? {
+                return Ok(JsonOut(PersonOut::from(done)));
+            }
             return Err(ApiError::bad_request(format!(
                 "Your tree holds at most {max} persons: delete some before adding more"
             )));
         }
-        let person = persons::insert(&self.ctx.gateway, &owner, input, false).await?;
+        let person = persons::insert_with_id(&self.ctx.gateway, id, &owner, input, false).await?;
         Ok(JsonOut(PersonOut::from(person)))
     }
 

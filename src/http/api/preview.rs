@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet};
 
 use bson::oid::ObjectId;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
@@ -28,6 +28,7 @@ use crate::domain::person::PersonInput;
 use crate::domain::time::iso;
 use crate::http::context::AppContext;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::idempotency::IdempotencyScope;
 use crate::http::rate_limit::{LimitedResult, Per, Scope, TooManyRequests};
 use crate::http::security::BearerAuth;
 use crate::repo::links::LinkDoc;
@@ -275,11 +276,24 @@ impl PreviewApi {
     /// An empty session that lives 24 hours. No account needed. 429 with `Retry-After`
     /// after too many sessions from one address.
     #[oai(path = "/preview/session", method = "post")]
-    async fn create(&self, req: &poem::Request) -> LimitedResult<Json<PreviewSessionOut>> {
+    async fn create(
+        &self,
+        req: &poem::Request,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
+    ) -> LimitedResult<Json<PreviewSessionOut>> {
         let client = self.ctx.client_key(req);
         (self.ctx.rate_limits).check(Scope::PreviewSession, Per::Address, &client)?;
-        let session = PreviewSessionDoc::new();
-        preview::insert(&self.ctx.gateway, &session).await?;
+        let mut session = PreviewSessionDoc::new();
+        // With an Idempotency-Key the id (not the token: it stays random) is the key's, so
+        // a retry of a creation that happened answers that session.
+        session.id = IdempotencyScope::id_for(req, "preview-session");
+        let session = preview::insert_or_existing(&self.ctx.gateway, session).await?;
         Ok(Json((&session).into()))
     }
 
@@ -301,6 +315,13 @@ impl PreviewApi {
     #[oai(path = "/preview/:token/person", method = "post")]
     async fn add_person(
         &self,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
         req: &poem::Request,
         token: Path<String>,
         body: JsonBody<PersonInput>,
@@ -309,7 +330,8 @@ impl PreviewApi {
         let input = body.0.normalized().map_err(ApiError::unprocessable)?;
         self.ctx.check_photo(input.photo.as_deref())?;
         let person = PreviewPerson {
-            id: uuid::Uuid::new_v4().to_string(),
+            // With an Idempotency-Key the id is the key's (a retry finds its person).
+            id: IdempotencyScope::uuid_for(req, "preview-person").to_string(),
             first_name: input.first_name,
             last_name: input.last_name,
             gender: Some(input.gender.unwrap_or(Gender::Unknown).as_str().to_string()),
@@ -325,6 +347,10 @@ impl PreviewApi {
         let _guard = self.locks.lock(&token).await;
         for _ in 0..CAS_ATTEMPTS {
             let mut session = self.live_session(&token).await?;
+            if session.persons.iter().any(|p| p.id == person.id) {
+                // A retry of an addition that happened.
+                return Ok(Json((&session).into()));
+            }
             if session.persons.len() >= MAX_PERSONS {
                 return Err(ApiError::bad_request("Preview mode limited to 10 members").into());
             }
@@ -346,6 +372,13 @@ impl PreviewApi {
     #[oai(path = "/preview/:token/link", method = "post")]
     async fn add_link(
         &self,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
         req: &poem::Request,
         token: Path<String>,
         body: JsonBody<PreviewLinkBody>,
@@ -361,7 +394,7 @@ impl PreviewApi {
             .into());
         }
         let link = PreviewLink {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: IdempotencyScope::uuid_for(req, "preview-link").to_string(),
             person_id_1: input.person_id_1,
             person_id_2: input.person_id_2,
             link_type: link_type.as_str().to_string(),
@@ -370,6 +403,10 @@ impl PreviewApi {
         let _guard = self.locks.lock(&token).await;
         for _ in 0..CAS_ATTEMPTS {
             let mut session = self.live_session(&token).await?;
+            if session.links.iter().any(|l| l.id == link.id) {
+                // A retry of an addition that happened.
+                return Ok(Json((&session).into()));
+            }
             let known = |id: &str| session.persons.iter().any(|p| p.id == id);
             if !known(&link.person_id_1) || !known(&link.person_id_2) {
                 return Err(ApiError::not_found("One or both persons not found").into());
@@ -399,6 +436,13 @@ impl PreviewApi {
     #[oai(path = "/preview/:token/convert", method = "post")]
     async fn convert(
         &self,
+        /// Optional `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): a
+        /// unique key per intended operation (e.g. a UUID). A repeat with the same key and
+        /// body gets the first answer again, with `Idempotent-Replayed: true`, and changes
+        /// nothing; 409 with `Retry-After` while the first is still processed; 422 for the
+        /// same key with another body; 400 for a malformed key.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
         req: &poem::Request,
         auth: BearerAuth,
         token: Path<String>,

@@ -55,6 +55,15 @@ impl RequestSpec {
         self
     }
 
+    /// Adds a header.
+    pub fn header(mut self, name: &'static str, value: &'static str) -> RequestSpec {
+        self.headers.push((
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ));
+        self
+    }
+
     /// `POST path` with a JSON body.
     pub fn post_json(path: &str, body: &serde_json::Value) -> RequestSpec {
         RequestSpec {

@@ -41,8 +41,8 @@ use crate::scenarios::{ALL, Env, External, Options};
 #[derive(Debug, Parser)]
 #[command(name = "aila-bench", version)]
 struct Cli {
-    /// Scenarios: health-up, health-down, health-frozen, tree, create-person, outage,
-    /// startup, recovery, overload, gray, or all.
+    /// Scenarios: health-up, health-down, health-frozen, tree, create-person, replay,
+    /// outage, startup, recovery, overload, gray, or all.
     #[arg(required = true)]
     scenarios: Vec<String>,
     /// Target a running service instead of starting one (health-up, tree and create-person

@@ -18,12 +18,13 @@ use crate::seed::{self, wait_health, wait_status};
 use crate::stats::percentile;
 
 /// Every scenario, in the order `all` runs them.
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
     "health-up",
     "health-down",
     "health-frozen",
     "tree",
     "create-person",
+    "replay",
     "outage",
     "startup",
     "recovery",
@@ -306,6 +307,7 @@ pub async fn run(env: &Env, name: &str) -> Result<ScenarioReport> {
         "health-frozen" => health(env, name, DbMode::Frozen).await,
         "tree" => tree(env).await,
         "create-person" => create_person(env).await,
+        "replay" => replay(env).await,
         "outage" => outage(env).await,
         "startup" => startup(env).await,
         "recovery" => recovery(env).await,
@@ -458,6 +460,41 @@ async fn create_person(env: &Env) -> Result<ScenarioReport> {
     report
         .notes
         .push("each request verifies the JWT, reads the user and inserts one document".into());
+    stack.svc.stop();
+    Ok(report)
+}
+
+/// `POST /api/persons` repeated with one `Idempotency-Key`: the first request creates the
+/// person, every measured one is answered from the stored record (the replay path).
+async fn replay(env: &Env) -> Result<ScenarioReport> {
+    let mut stack = start_stack(env).await?;
+    let addr = stack.svc.addr;
+    let token = seed::register(addr).await?;
+    let spec = RequestSpec::post_json("/api/persons", &seed::person_body(1))
+        .bearer(&token)
+        .header("idempotency-key", "aila-bench-replay");
+    let (status, v) = seed::call(addr, &spec).await?;
+    if status != 200 {
+        bail!("POST /api/persons with a key answered {status}: {v}");
+    }
+    let (status, again) = seed::call(addr, &spec).await?;
+    if status != 200 || again != v {
+        bail!("the repeat answered {status}: {again}, not the first answer {v}");
+    }
+    let what =
+        "POST /api/persons repeated with one Idempotency-Key (every measured request a replay)"
+            .to_string();
+    let targets = LoadTargets {
+        p99_ms: None,
+        rps: None,
+    };
+    let (_, mut report) = measured_report(env, &stack, "replay", spec, true, what, targets).await;
+    report.notes.push(
+        "each request verifies the JWT (no database read), hashes the body and makes one \
+         find_one by _id in idempotency_keys; the stored answer goes back with \
+         Idempotent-Replayed: true, nothing is written"
+            .into(),
+    );
     stack.svc.stop();
     Ok(report)
 }

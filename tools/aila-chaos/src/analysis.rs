@@ -360,6 +360,10 @@ pub struct WriteAccounting {
     pub rejected: usize,
     /// Writes whose first attempt failed with 503 or no answer and that were sent again.
     pub retried: usize,
+    /// Retries answered by a replay (`Idempotent-Replayed: true`): the write had been
+    /// applied by an earlier attempt whose answer was lost.
+    #[serde(default)]
+    pub replays: usize,
     /// Acknowledged (or found) writes missing afterwards: markers.
     pub lost: Vec<String>,
     /// Writes stored more than once: `marker xN`.
@@ -393,6 +397,7 @@ pub fn account_writes(
         if w.attempts.len() > 1 {
             acc.retried += 1;
         }
+        acc.replays += w.attempts.iter().filter(|a| a.replayed).count();
         match w.outcome {
             WriteOutcome::Acknowledged => acc.acknowledged += 1,
             WriteOutcome::FoundAfterError => acc.found_after_error += 1,
@@ -1013,6 +1018,7 @@ pub(crate) mod fixture {
                 .map(|s| Attempt {
                     t_ms: 0.0,
                     status: *s,
+                    replayed: false,
                 })
                 .collect(),
             outcome,
@@ -1318,6 +1324,23 @@ mod tests {
         let healthy = &a.phases[0];
         assert_eq!(healthy.statuses.total, 74, "still counted by status");
         assert!(healthy.max_ms.unwrap() < 100.0, "{healthy:?}");
+    }
+
+    #[test]
+    fn retries_answered_by_a_replay_are_counted() {
+        let mut r = run();
+        let mut w = super::fixture::write(
+            WriteKind::Person,
+            "p9",
+            WriteOutcome::Acknowledged,
+            &[503, 200],
+        );
+        w.attempts[1].replayed = true;
+        r.writes.push(w);
+        r.observed.counts.push((WriteKind::Person, "p9".into(), 1));
+        let acc = account_writes(&r.writes, &r.observed);
+        assert_eq!(acc.replays, 1);
+        assert!(acc.lost.is_empty() && acc.duplicated.is_empty());
     }
 
     #[test]

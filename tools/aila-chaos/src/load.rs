@@ -4,7 +4,11 @@
 //! Every write carries a unique marker (a person's `notes`, a link's person pair and type,
 //! an account's email), so the verification can count how often it is stored. A write that
 //! fails with 503 (or no answer) is ambiguous: the database may have committed it before the
-//! failure. The client then does what a careful client does: it waits the `Retry-After`,
+//! failure. By default every write carries an `Idempotency-Key` of its own and the client
+//! retries blindly with it after the `Retry-After` (409, the first attempt still in flight,
+//! likewise): the service applies it at most once and answers a retry of a write that did
+//! happen with its first answer (`Idempotent-Replayed: true`, counted per attempt). With
+//! `--no-idempotency-keys` the client does what a careful client without keys must do: it
 //! reads its data back, and sends the write again only when it is not there. A write still
 //! failing when its attempts run out is given up (stored at most once).
 
@@ -101,6 +105,9 @@ pub struct LoadConfig {
     pub seed: u64,
     /// Each user alternates a login and a new account this often (bcrypt-bound requests).
     pub auth_interval: Duration,
+    /// Writes carry an `Idempotency-Key` and are retried blindly (false: read back
+    /// before resending, no key).
+    pub idempotency_keys: bool,
 }
 
 /// One account of a virtual user.
@@ -132,6 +139,8 @@ struct Reply {
     status: u16,
     body: Value,
     retry_after: Option<Duration>,
+    /// `Idempotent-Replayed: true`: the stored answer of an earlier attempt.
+    replayed: bool,
 }
 
 /// The shared side of the load.
@@ -141,6 +150,7 @@ pub struct Load {
     pacer: Pacer,
     clock: Clock,
     stop: watch::Receiver<bool>,
+    keys: std::sync::atomic::AtomicU64,
 }
 
 /// The actions and their weights.
@@ -204,6 +214,15 @@ impl Load {
             cfg,
             clock,
             stop,
+            keys: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// A fresh `Idempotency-Key` for one logical write (None without keys).
+    fn new_key(&self) -> Option<String> {
+        self.cfg.idempotency_keys.then(|| {
+            let n = self.keys.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("{}-{n}", self.cfg.run_id)
         })
     }
 
@@ -220,6 +239,21 @@ impl Load {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
+        self.send_keyed(log, user, route, path, token, body, None)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send_keyed(
+        &self,
+        log: &mut UserLog,
+        user: u32,
+        route: &'static str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> Reply {
         let (method, _) = route.split_once(' ').unwrap_or(("GET", route));
         let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
         let mut req = self
@@ -230,6 +264,9 @@ impl Load {
         }
         if let Some(b) = body {
             req = req.json(&b);
+        }
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
         }
         let started = Instant::now();
         let result = async {
@@ -248,14 +285,18 @@ impl Load {
                         .and_then(|v| v.parse::<u64>().ok())
                         .map(Duration::from_secs)
                 });
+            let replayed = resp
+                .headers()
+                .get("idempotent-replayed")
+                .is_some_and(|v| v == "true");
             let bytes = resp.bytes().await?;
-            Ok::<_, reqwest::Error>((status, retry_after, bytes))
+            Ok::<_, reqwest::Error>((status, retry_after, replayed, bytes))
         }
         .await;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let t_ms = self.clock.ms(started);
         match result {
-            Ok((status, retry_after, bytes)) => {
+            Ok((status, retry_after, replayed, bytes)) => {
                 log.requests.push(RequestRecord {
                     t_ms,
                     route: route.into(),
@@ -268,6 +309,7 @@ impl Load {
                     status,
                     body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
                     retry_after,
+                    replayed,
                 }
             }
             Err(e) => {
@@ -283,6 +325,7 @@ impl Load {
                     status: 0,
                     body: Value::Null,
                     retry_after: None,
+                    replayed: false,
                 }
             }
         }
@@ -298,15 +341,21 @@ impl Load {
         path: &str,
         token: Option<&str>,
         body: Value,
+        key: Option<&str>,
     ) -> Sent {
         let t = self.clock.now_ms();
-        let r = self.send(log, user, route, path, token, Some(body)).await;
+        let r = self
+            .send_keyed(log, user, route, path, token, Some(body), key)
+            .await;
         attempts.push(Attempt {
             t_ms: t,
             status: r.status,
+            replayed: r.replayed,
         });
         match r.status {
             200..=299 => Sent::Ok(r.body),
+            // With a key: the first attempt is still being processed; retry after it.
+            409 if key.is_some() => Sent::Ambiguous(r.retry_after),
             400..=499 => Sent::Refused(r.status, r.body),
             _ => Sent::Ambiguous(r.retry_after),
         }
@@ -343,6 +392,7 @@ impl Load {
         let mut outcome = WriteOutcome::Unconfirmed;
         let mut token = None;
         let mut failures = 0;
+        let key = self.new_key();
         while attempts.is_empty() || Instant::now() < give_up {
             self.pacer.tick().await;
             match self
@@ -354,6 +404,7 @@ impl Load {
                     "/api/auth/register",
                     None,
                     body.clone(),
+                    key.as_deref(),
                 )
                 .await
             {
@@ -441,6 +492,7 @@ impl Load {
         let mut failures = 0;
         let mut outcome = WriteOutcome::Unconfirmed;
         let mut id = None;
+        let key = self.new_key();
         'write: while (attempts.is_empty() || Instant::now() < give_up) && !self.stopping() {
             match self
                 .send_write(
@@ -451,6 +503,7 @@ impl Load {
                     path,
                     Some(token),
                     body.clone(),
+                    key.as_deref(),
                 )
                 .await
             {
@@ -462,6 +515,14 @@ impl Load {
                 Sent::Refused(..) => {
                     outcome = WriteOutcome::Rejected;
                     break;
+                }
+                Sent::Ambiguous(retry) if key.is_some() => {
+                    // Blind retry with the same key: the service applies it at most once.
+                    failures += 1;
+                    if Instant::now() >= give_up || !self.back_off(retry, failures).await {
+                        break 'write;
+                    }
+                    self.pacer.tick().await;
                 }
                 Sent::Ambiguous(mut retry) => loop {
                     // Read back before sending again.

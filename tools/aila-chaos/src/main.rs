@@ -10,7 +10,9 @@
 //! - [`network`]: gray faults through Toxiproxy between the service and the database.
 //! - [`burst`]: the `burst` load step.
 //! - [`load`]: virtual users (register, log in, persons, links, trees, notifications) at a
-//!   shared rate; writes carry unique markers; the read-back verification.
+//!   shared rate; writes carry unique markers and (by default) an `Idempotency-Key` each,
+//!   retried blindly (`--no-idempotency-keys`: read back before resending); the read-back
+//!   verification.
 //! - [`probe`]: `/health` and `/readiness` polled every ~100 ms.
 //! - [`record`]: what a run records (the JSON file).
 //! - [`analysis`]: phases, detection and recovery times, percentiles, fast 503s, lost-write
@@ -181,10 +183,16 @@ struct Args {
     #[arg(long, default_value = "10s", value_parser = schedule::parse_duration)]
     request_timeout: Duration,
 
-    /// How long a failed write keeps trying (read back, send again) before the client
-    /// gives up on it.
+    /// How long a failed write keeps trying (send again; read back first without keys)
+    /// before the client gives up on it.
     #[arg(long, default_value = "20s", value_parser = schedule::parse_duration)]
     write_patience: Duration,
+
+    /// Writes without `Idempotency-Key`: after a failed attempt the client reads its data
+    /// back and sends again only when the write is not there (the default sends every
+    /// write with a key of its own and retries blindly).
+    #[arg(long)]
+    no_idempotency_keys: bool,
 
     /// Probe period.
     #[arg(long, default_value = "100ms", value_parser = schedule::parse_duration)]
@@ -546,6 +554,7 @@ async fn run(
             write_patience: args.write_patience,
             seed: args.seed,
             auth_interval: args.auth_interval.max(Duration::from_millis(100)),
+            idempotency_keys: !args.no_idempotency_keys,
         },
         clock,
         stop_load,
@@ -703,6 +712,7 @@ async fn run(
             "probe_timeout_ms": args.probe_timeout.as_millis() as u64,
             "seed": args.seed,
             "auth_interval_ms": args.auth_interval.as_millis() as u64,
+            "idempotency_keys": !args.no_idempotency_keys,
             "run_id": run_id,
             "service_env": args.service_env,
             "ready_after_run": ready.as_ref().err(),

@@ -185,6 +185,9 @@ pub struct Attempt {
     pub t_ms: f64,
     /// Its status (0: no answer).
     pub status: u16,
+    /// Answered with `Idempotent-Replayed: true` (an earlier attempt's stored answer).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
 }
 
 /// One logical write and its attempts. Each carries a unique marker, so the verification

@@ -148,7 +148,7 @@ pub fn summary(record: &RunRecord, a: &Analysis) -> String {
     };
     let _ = writeln!(
         s,
-        "writes: {} ({}): {} acknowledged, {} found stored after a failed attempt, {} given up ({} stored once, {} absent), {} refused; {} retried; lost {}, duplicated {}",
+        "writes: {} ({}): {} acknowledged, {} found stored after a failed attempt, {} given up ({} stored once, {} absent), {} refused; {} retried ({} retries answered by a replay); lost {}, duplicated {}",
         record.writes.len(),
         kinds.join(", "),
         w.acknowledged,
@@ -158,6 +158,7 @@ pub fn summary(record: &RunRecord, a: &Analysis) -> String {
         w.unconfirmed_absent,
         w.rejected,
         w.retried,
+        w.replays,
         w.lost.len(),
         w.duplicated.len()
     );

@@ -67,6 +67,14 @@ fn a_minute_of_kills_freezes_and_restarts_loses_nothing() {
     assert_eq!(w["unverified"], 0, "{context}");
     assert_eq!(w["duplicated"].as_array().unwrap().len(), 0, "{context}");
     assert!(w["acknowledged"].as_u64().unwrap() >= 100, "{context}");
+    // Blind retries with an Idempotency-Key by default; the replays are counted.
+    assert_eq!(record["settings"]["idempotency_keys"], true, "{context}");
+    assert!(w["replays"].is_u64(), "{context}");
+    assert!(
+        run.stdout.contains("answered by a replay"),
+        "{}",
+        run.stdout
+    );
 
     // /health answered 200 to every probe, about ten a second.
     let p = &a["probes"];
