@@ -1,6 +1,6 @@
 //! One error type for every route: JSON `{"detail": "..."}` with the right status.
 //!
-//! [`ApiError`] is a poem-openapi response (so every route documents 401/403/404/422/503),
+//! [`ApiError`] is a poem-openapi response (so every route documents 401/403/404/413/422/503),
 //! [`DbError`] converts into it (database unavailable: 503 with `Retry-After`, in seconds as
 //! HTTP requires, plus `Retry-After-Ms` and `retry_after_ms` in the body), and
 //! [`json_error_catcher`] turns every error raised outside the handlers (unknown route,
@@ -47,6 +47,10 @@ pub enum ApiError {
     /// The resource existed but has expired.
     #[oai(status = 410)]
     Gone(Json<ErrorBody>),
+    /// The request body is larger than `HTTP_BODY_LIMIT_BYTES` (counted on the stream as it
+    /// is read, whatever the protocol): refused before the route runs.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
     /// Invalid body or query: `detail` names the field.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
@@ -144,6 +148,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
@@ -159,6 +164,7 @@ impl ApiError {
             | ApiError::NotFound(b)
             | ApiError::Conflict(b)
             | ApiError::Gone(b)
+            | ApiError::PayloadTooLarge(b)
             | ApiError::Unprocessable(b)
             | ApiError::Internal(b)
             | ApiError::Unavailable(b, ..) => &b.detail,

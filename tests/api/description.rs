@@ -92,3 +92,30 @@ async fn the_api_description_lists_every_route_with_its_errors() {
     let description = spec.body["info"]["description"].as_str().unwrap();
     assert!(description.contains("500"), "{description}");
 }
+
+#[tokio::test]
+async fn every_route_that_takes_a_body_documents_413() {
+    let (_db, app) = start().await;
+    let spec = app.get("/openapi.json", None).await.body;
+    let mut with_body = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op["requestBody"].is_null() {
+                continue;
+            }
+            with_body += 1;
+            assert!(
+                op["responses"]["413"].is_object(),
+                "{method} {path} takes a body but does not document 413"
+            );
+        }
+    }
+    assert!(with_body >= 10, "only {with_body} routes take a body");
+    // And 413 is what such a route answers over the limit.
+    let big = "x".repeat(9 * 1024 * 1024);
+    let r = app
+        .post("/api/auth/login", serde_json::json!({ "email": big }), None)
+        .await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.detail().contains("too large"), "{}", r.body);
+}
