@@ -482,7 +482,8 @@ async fn an_expired_key_not_yet_swept_counts_as_absent() {
 async fn an_invitation_and_a_contribution_whose_replies_are_lost_are_applied_once() {
     let (_db, app) = start().await;
     let (owner, owner_user) = app.register("owner@example.org").await;
-    let (editor, _) = app.register("editor@example.org").await;
+    // Verified: only a verified address is given an invitation at once (with its notification).
+    let (editor, _) = crate::support::register_verified(&app, "editor@example.org").await;
     let owner_id = owner_user["id"].as_str().unwrap().to_string();
 
     // The invitation is stored, its answer lost; the retry finishes it (one invitation,
