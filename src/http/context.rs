@@ -103,6 +103,28 @@ impl AppInner {
         }
     }
 
+    /// 400 unless `owner`'s tree has room for `adding` more persons (`MAX_PERSONS_PER_OWNER`):
+    /// the cap of every way persons enter a tree besides `POST /api/persons` (a preview
+    /// converted, an addition approved). Counted before the write: simultaneous additions
+    /// may pass the cap by as many.
+    pub async fn check_room_for_persons(
+        &self,
+        owner: &str,
+        adding: u64,
+    ) -> Result<(), super::error::ApiError> {
+        if adding == 0 {
+            return Ok(());
+        }
+        let max = self.caps.persons_per_owner;
+        let held = crate::repo::persons::count_for_owner(&self.gateway, owner).await?;
+        if held + adding > max {
+            return Err(super::error::ApiError::bad_request(format!(
+                "Your tree holds at most {max} persons ({held} now, {adding} to add): delete some before adding more"
+            )));
+        }
+        Ok(())
+    }
+
     /// The client address of `req`, as a rate-limit key.
     pub fn client_key(&self, req: &poem::Request) -> String {
         self.trusted_proxies.client_key(req)

@@ -122,10 +122,49 @@ async fn persons_per_owner_and_pending_contributions_are_capped() {
         owner_user["id"].as_str().unwrap()
     );
     let c = json!({ "action": "add", "entity_type": "person", "entity_data": { "first_name": "N", "last_name": "P" } });
-    assert_eq!(app.post(&path, c.clone(), Some(&editor)).await.status, 200);
+    let proposed = app.post(&path, c.clone(), Some(&editor)).await;
+    assert_eq!(proposed.status, 200, "{}", proposed.body);
     let r = app.post(&path, c, Some(&editor)).await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.detail().contains("pending contributions"), "{}", r.body);
+
+    // The other ways into a full tree are capped too: approving an addition...
+    let review = format!(
+        "/api/contributions/{}/review",
+        proposed.body["id"].as_str().unwrap()
+    );
+    let approve = json!({ "status": "approved" });
+    let r = app.post(&review, approve.clone(), Some(&owner)).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.detail().contains("at most 2 persons"), "{}", r.body);
+    // ...and converting a preview.
+    let r = app.post("/api/preview/session", json!({}), None).await;
+    let token = r.str("session_token").to_string();
+    let r = app
+        .post(
+            &format!("/api/preview/{token}/person"),
+            json!({ "first_name": "Pre", "last_name": "View" }),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let convert = format!("/api/preview/{token}/convert");
+    let r = app.post(&convert, json!({}), Some(&owner)).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.detail().contains("at most 2 persons"), "{}", r.body);
+    let tree = app.get("/api/persons", Some(&owner)).await.body;
+    assert_eq!(tree.as_array().unwrap().len(), 2, "nothing added: {tree}");
+
+    // With room again, both go through.
+    let first = tree[0]["id"].as_str().unwrap();
+    let r = app
+        .delete(&format!("/api/persons/{first}"), Some(&owner))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app.post(&review, approve, Some(&owner)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app.post(&convert, json!({}), Some(&owner)).await;
+    assert_eq!(r.status, 400, "full again after the approval: {}", r.body);
 }
 
 #[tokio::test]

@@ -344,6 +344,10 @@ impl ContributionsApi {
         };
         match change {
             Change::AddPerson(input) => {
+                // A retried approval finds its person already added: nothing to count.
+                if persons::find_owned(gw, id, owner).await?.is_none() {
+                    self.ctx.check_room_for_persons(owner, 1).await?;
+                }
                 persons::insert_with_id(gw, id, owner, input, false).await?;
             }
             Change::EditPerson(person, update) => {

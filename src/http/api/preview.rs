@@ -32,7 +32,7 @@ use crate::http::idempotency::IdempotencyScope;
 use crate::http::rate_limit::{LimitedResult, Per, Scope, TooManyRequests};
 use crate::http::security::BearerAuth;
 use crate::repo::links::LinkDoc;
-use crate::repo::persons::PersonDoc;
+use crate::repo::persons::{self, PersonDoc};
 use crate::repo::preview::{self, PreviewLink, PreviewPerson, PreviewSessionDoc};
 use crate::repo::tree_import;
 
@@ -487,6 +487,12 @@ impl PreviewApi {
                 ))
             })
             .collect();
+        // The persons cap counts only those not converted yet (a retry after a failure
+        // finds some already there).
+        let ids: Vec<ObjectId> = persons.iter().map(|p| p.id).collect();
+        let present = persons::count_owned(&self.ctx.gateway, &user, &ids).await?;
+        let adding = (ids.len() as u64).saturating_sub(present);
+        self.ctx.check_room_for_persons(&user, adding).await?;
         // Persons first, then links (which name them), then the session: each step only
         // inserts what is missing, so a retry after a failure converges.
         tree_import::insert_persons_missing(&self.ctx.gateway, &persons).await?;
