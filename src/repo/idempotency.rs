@@ -21,7 +21,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::db::{DbError, Gateway};
-use crate::resilience::breaker::BreakerState;
 
 /// Collection name.
 pub const IDEMPOTENCY_KEYS: &str = "idempotency_keys";
@@ -212,39 +211,18 @@ pub async fn delete_expired(gw: &Gateway) -> Result<u64, DbError> {
     .await
 }
 
-/// Starts the sweep of expired records: every `interval`, until `shutdown` turns true.
-/// While the breaker is not closed, or no client is installed yet, a round is skipped
-/// quietly; a failed round is logged at debug and retried next round.
+/// Starts the sweep of expired documents where the server refuses the TTL index (see
+/// [`super::sweep`]).
 pub fn spawn_sweeper(
     gateway: Gateway,
     interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                changed = shutdown.wait_for(|stop| *stop) => {
-                    let _ = changed;
-                    return;
-                }
-            }
-            if !gateway.has_client() || gateway.breaker().state() != BreakerState::Closed {
-                continue;
-            }
-            match delete_expired(&gateway).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    idempotency.expired_deleted = n,
-                    "expired idempotency keys deleted"
-                ),
-                Err(e) => {
-                    tracing::debug!(error = %e, "idempotency key sweep failed; next round retries")
-                }
-            }
-        }
-    })
+    super::sweep::spawn(
+        gateway,
+        interval,
+        shutdown,
+        "expired idempotency key(s)",
+        |gw| async move { delete_expired(&gw).await },
+    )
 }

@@ -13,6 +13,7 @@ pub mod notifications;
 pub mod persons;
 pub mod preview;
 pub mod raw;
+pub mod sweep;
 pub mod text;
 pub mod tree_import;
 pub mod users;

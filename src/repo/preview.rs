@@ -16,7 +16,6 @@ use tokio::task::JoinHandle;
 use super::dates::opt_date;
 use super::text::{opt_text, text};
 use crate::db::{DbError, Gateway};
-use crate::resilience::breaker::BreakerState;
 
 /// Collection name.
 pub const PREVIEW_SESSIONS: &str = "preview_sessions";
@@ -274,38 +273,18 @@ pub async fn delete_expired(gw: &Gateway) -> Result<u64, DbError> {
     .await
 }
 
-/// Starts the sweep: every `interval`, deletes the expired sessions through the gateway, until
-/// `shutdown` turns true. While the breaker is not closed, or no client is installed yet, a
-/// round is skipped quietly (the sweep never becomes a probe and never adds to an outage's
-/// noise); a failed round is logged at debug and retried next round.
+/// Starts the sweep of expired documents where the server refuses the TTL index (see
+/// [`super::sweep`]).
 pub fn spawn_sweeper(
     gateway: Gateway,
     interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                changed = shutdown.wait_for(|stop| *stop) => {
-                    let _ = changed;
-                    return;
-                }
-            }
-            if !gateway.has_client() || gateway.breaker().state() != BreakerState::Closed {
-                continue;
-            }
-            match delete_expired(&gateway).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    preview.expired_deleted = n,
-                    "deleted {n} expired preview session(s)"
-                ),
-                Err(e) => tracing::debug!("preview sweep skipped: {e}"),
-            }
-        }
-    })
+    super::sweep::spawn(
+        gateway,
+        interval,
+        shutdown,
+        "expired preview session(s)",
+        |gw| async move { delete_expired(&gw).await },
+    )
 }

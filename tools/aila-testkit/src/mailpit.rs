@@ -28,16 +28,7 @@ const START_DEADLINE: Duration = Duration::from_secs(30);
 /// The `mailpit` binary: `MAILPIT_BIN`, else `.tools/bin/mailpit` of the workspace. Panics
 /// with the one command to run when it is missing.
 pub fn binary() -> PathBuf {
-    let bin = std::env::var_os("MAILPIT_BIN")
-        .filter(|b| !b.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::workspace::root().join(".tools/bin/mailpit"));
-    assert!(
-        bin.exists(),
-        "Mailpit ({}) is missing: run `scripts/build-tools.sh mailpit` once, or set MAILPIT_BIN",
-        bin.display()
-    );
-    bin
+    crate::workspace::tool_binary("MAILPIT_BIN", "mailpit", "mailpit", "Mailpit")
 }
 
 /// An address of a mail, as the API lists it.

@@ -26,16 +26,12 @@ const START_DEADLINE: Duration = Duration::from_secs(30);
 /// The `toxiproxy-server` binary: `TOXIPROXY_BIN`, else `.tools/bin/toxiproxy-server` of the
 /// workspace. Panics with the one command to run when it is missing.
 pub fn server_binary() -> PathBuf {
-    let bin = std::env::var_os("TOXIPROXY_BIN")
-        .filter(|b| !b.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::workspace::root().join(".tools/bin/toxiproxy-server"));
-    assert!(
-        bin.exists(),
-        "Toxiproxy ({}) is missing: run `scripts/build-tools.sh toxiproxy` once, or set TOXIPROXY_BIN",
-        bin.display()
-    );
-    bin
+    crate::workspace::tool_binary(
+        "TOXIPROXY_BIN",
+        "toxiproxy-server",
+        "toxiproxy",
+        "Toxiproxy",
+    )
 }
 
 /// Which direction of a connection a toxic acts on.

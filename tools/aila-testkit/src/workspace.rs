@@ -37,3 +37,19 @@ pub fn built_binary(name: &str) -> PathBuf {
     );
     path
 }
+
+/// A server binary built by `scripts/build-tools.sh TOOL`: the path in the environment
+/// variable `env` when set, else `.tools/bin/NAME` of the workspace. Panics with the one
+/// command to run when it is missing (`what` names the server in that message).
+pub fn tool_binary(env: &str, name: &str, tool: &str, what: &str) -> PathBuf {
+    let bin = std::env::var_os(env)
+        .filter(|b| !b.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".tools/bin").join(name));
+    assert!(
+        bin.exists(),
+        "{what} ({}) is missing: run `scripts/build-tools.sh {tool}` once, or set {env}",
+        bin.display()
+    );
+    bin
+}
