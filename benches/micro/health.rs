@@ -29,20 +29,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 fn connected_state() -> DbState {
-    let indexes = [
-        "users.email_1",
-        "persons.user_id_1",
-        "family_links.user_id_1",
-        "preview_sessions.session_token_1",
-        "collaborators.tree_owner_id_1",
-        "collaborators.user_id_1",
-        "collaborators.email_1",
-        "contributions.tree_owner_id_1",
-        "contributions.contributor_id_1",
-        "contributions.status_1",
-        "notifications.user_id_1",
-        "notifications.user_id_1_read_1",
-    ];
+    // Every index the service creates, but the TTL ones FerretDB refuses (as on FerretDB).
+    let indexes = aila_api::db::indexes::INDEXES
+        .iter()
+        .filter(|spec| spec.ttl.is_none())
+        .map(|spec| spec.qualified_name());
     let ttl = "TTL index refused by the server (server error 238 (NotImplemented): Index option \
                \"expireAfterSeconds\" is not implemented yet); expired preview sessions are removed \
                by the service's own sweep instead";
@@ -55,7 +46,7 @@ fn connected_state() -> DbState {
         last_ping: Some(Duration::from_micros(5131)),
         last_ping_ok_at: Some(Instant::now()),
         connected_since: Some(chrono::Utc::now()),
-        indexes_ensured: indexes.iter().map(|s| s.to_string()).collect(),
+        indexes_ensured: indexes.collect(),
         indexes_failed: vec![IndexFailure {
             index: "preview_sessions.expires_at_1".into(),
             error: ttl.into(),
