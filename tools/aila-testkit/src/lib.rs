@@ -13,6 +13,7 @@
 //! - [`mailpit`]: the Mailpit process (a real SMTP server) and its HTTP API (the mails
 //!   the service sent).
 
+pub mod http10;
 pub mod local_db;
 pub mod mailpit;
 pub mod replica_set;

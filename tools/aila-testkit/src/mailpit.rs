@@ -10,7 +10,6 @@
 //! would to a real server. The HTTP client is blocking (HTTP/1.0, one short-lived
 //! connection per call, as the Toxiproxy client); async callers wrap it in `spawn_blocking`.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -230,33 +229,7 @@ impl Mailpit {
     }
 
     fn call(&self, method: &str, path: &str) -> Result<(u16, String), String> {
-        let what = format!("{method} {}{path}", self.http_url());
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.http_port));
-        let mut conn = TcpStream::connect_timeout(&addr, CALL_TIMEOUT)
-            .map_err(|e| format!("{what}: {e} (is mailpit running?)"))?;
-        conn.set_read_timeout(Some(CALL_TIMEOUT))
-            .and_then(|()| conn.set_write_timeout(Some(CALL_TIMEOUT)))
-            .map_err(|e| format!("{what}: {e}"))?;
-        // HTTP/1.0: one answer, never chunked, then the server closes.
-        let request = format!(
-            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nAccept: application/json\r\nContent-Length: 0\r\n\r\n",
-            self.http_port
-        );
-        conn.write_all(request.as_bytes())
-            .map_err(|e| format!("{what}: {e}"))?;
-        let mut raw = Vec::new();
-        conn.read_to_end(&mut raw)
-            .map_err(|e| format!("{what}: reading the answer: {e}"))?;
-        let text = String::from_utf8_lossy(&raw);
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| format!("{what}: not an HTTP answer: {text:?}"))?;
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u16>().ok())
-            .ok_or_else(|| format!("{what}: no status in {head:?}"))?;
-        Ok((status, body.to_string()))
+        crate::http10::call(self.http_port, method, path, None, CALL_TIMEOUT, "mailpit")
     }
 
     fn json<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, String> {
@@ -315,6 +288,7 @@ impl Drop for Mailpit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
 
     #[test]
     fn links_are_read_from_the_text_part() {

@@ -8,8 +8,7 @@
 //! The client is blocking (plain HTTP/1.0 over one short-lived connection per call, a few
 //! milliseconds on loopback); async callers wrap it in `spawn_blocking`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -170,35 +169,16 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, String), String> {
-        let what = format!("{method} {}{path}", self.url());
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let mut conn = TcpStream::connect_timeout(&addr, CALL_TIMEOUT)
-            .map_err(|e| format!("{what}: {e} (is toxiproxy-server running?)"))?;
-        conn.set_read_timeout(Some(CALL_TIMEOUT))
-            .and_then(|()| conn.set_write_timeout(Some(CALL_TIMEOUT)))
-            .map_err(|e| format!("{what}: {e}"))?;
-        let body = body.map(Value::to_string).unwrap_or_default();
-        // HTTP/1.0: the server closes the connection after one answer and never chunks it.
-        let request = format!(
-            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        let body = body.map(Value::to_string);
+        let server = "toxiproxy-server";
+        crate::http10::call(
             self.port,
-            body.len()
-        );
-        conn.write_all(request.as_bytes())
-            .map_err(|e| format!("{what}: {e}"))?;
-        let mut raw = Vec::new();
-        conn.read_to_end(&mut raw)
-            .map_err(|e| format!("{what}: reading the answer: {e}"))?;
-        let text = String::from_utf8_lossy(&raw);
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| format!("{what}: not an HTTP answer: {text:?}"))?;
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u16>().ok())
-            .ok_or_else(|| format!("{what}: no status in {head:?}"))?;
-        Ok((status, body.to_string()))
+            method,
+            path,
+            body.as_deref(),
+            CALL_TIMEOUT,
+            server,
+        )
     }
 
     /// A call that must answer 2xx with JSON of type `T`.
@@ -395,7 +375,8 @@ impl Drop for Server {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::TcpListener;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
 
     /// An echo server on a free loopback port (one thread per connection).
     fn echo_server() -> u16 {
