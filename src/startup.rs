@@ -189,16 +189,20 @@ impl Application {
             shutdown_rx.clone(),
         );
         // Expired preview sessions: FerretDB refuses TTL indexes, so the service sweeps.
-        let sweeper = crate::repo::preview::spawn_sweeper(
+        let sweeper = crate::repo::sweep::spawn(
             gateway.clone(),
             Duration::from_millis(settings.preview.sweep_interval_ms),
             shutdown_rx.clone(),
+            crate::repo::preview::PREVIEW_SESSIONS,
+            "expired preview session(s)",
         );
         // Expired idempotency keys, likewise.
-        let key_sweeper = crate::repo::idempotency::spawn_sweeper(
+        let key_sweeper = crate::repo::sweep::spawn(
             gateway.clone(),
             Duration::from_millis(settings.idempotency.sweep_interval_ms),
             shutdown_rx.clone(),
+            crate::repo::idempotency::IDEMPOTENCY_KEYS,
+            "expired idempotency key(s)",
         );
         // Emails the old service stored in another case: lower-cased once, in the background.
         let email_case = crate::repo::email_case::spawn_once(

@@ -7,7 +7,7 @@
 //! (5xx, 429, ...) gives its lease back (`lease_until` in the past), so a retry takes the
 //! record over, keeping `first_seen`: the ids the handlers derive from the key stay the
 //! same across attempts. Every record expires (`expires_at`): the TTL index removes it
-//! where the server supports one, [`spawn_sweeper`] where it does not (FerretDB), and an
+//! where the server supports one, [`super::sweep`] where it does not (FerretDB), and an
 //! expired record still present is treated as absent.
 //!
 //! `_id` is the hash of caller and key, so the replay path is one lookup by `_id`.
@@ -17,8 +17,6 @@ use std::time::Duration;
 use bson::{Binary, doc, spec::BinarySubtype};
 use mongodb::Collection;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::db::{DbError, Gateway};
 
@@ -194,35 +192,4 @@ pub async fn release(gw: &Gateway, id: &str, claim: &str) -> Result<(), DbError>
         |c: Collection<KeyRecord>| async move { c.update_one(filter, update).await.map(|_| ()) },
     )
     .await
-}
-
-/// Deletes the expired records; returns how many.
-pub async fn delete_expired(gw: &Gateway) -> Result<u64, DbError> {
-    let now = bson::DateTime::now();
-    gw.run(
-        "delete_many",
-        IDEMPOTENCY_KEYS,
-        |c: Collection<KeyRecord>| async move {
-            c.delete_many(doc! { "expires_at": { "$lte": now } })
-                .await
-                .map(|r| r.deleted_count)
-        },
-    )
-    .await
-}
-
-/// Starts the sweep of expired documents where the server refuses the TTL index (see
-/// [`super::sweep`]).
-pub fn spawn_sweeper(
-    gateway: Gateway,
-    interval: Duration,
-    shutdown: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    super::sweep::spawn(
-        gateway,
-        interval,
-        shutdown,
-        "expired idempotency key(s)",
-        |gw| async move { delete_expired(&gw).await },
-    )
 }

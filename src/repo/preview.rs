@@ -2,7 +2,7 @@
 //! kept 24 hours. The session token and the ids of the embedded persons and links are
 //! UUID v4 strings. The TTL index on `expires_at` removes expired sessions where the server
 //! supports it; FerretDB does not, so expired sessions are refused on read (and removed then)
-//! and [`spawn_sweeper`] deletes them periodically.
+//! and [`super::sweep`] deletes them periodically.
 
 use std::time::Duration;
 
@@ -10,8 +10,6 @@ use bson::oid::ObjectId;
 use bson::{Document, doc};
 use mongodb::Collection;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::dates::opt_date;
 use super::text::{opt_text, text};
@@ -260,31 +258,4 @@ pub async fn delete(gw: &Gateway, id: ObjectId) -> Result<(), DbError> {
         |c: Collection<Document>| async move { c.delete_one(doc! { "_id": id }).await.map(|_| ()) },
     )
     .await
-}
-
-/// Deletes every session whose `expires_at` has passed. Returns how many.
-pub async fn delete_expired(gw: &Gateway) -> Result<u64, DbError> {
-    let filter = doc! { "expires_at": { "$lte": bson::DateTime::now() } };
-    gw.run(
-        "delete_many",
-        PREVIEW_SESSIONS,
-        |c: Collection<Document>| async move { c.delete_many(filter).await.map(|r| r.deleted_count) },
-    )
-    .await
-}
-
-/// Starts the sweep of expired documents where the server refuses the TTL index (see
-/// [`super::sweep`]).
-pub fn spawn_sweeper(
-    gateway: Gateway,
-    interval: Duration,
-    shutdown: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    super::sweep::spawn(
-        gateway,
-        interval,
-        shutdown,
-        "expired preview session(s)",
-        |gw| async move { delete_expired(&gw).await },
-    )
 }

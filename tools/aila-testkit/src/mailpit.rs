@@ -141,18 +141,7 @@ impl Mailpit {
 
     fn spawn(&mut self) -> Result<(), String> {
         let mut cmd = Mailpit::command(&self.binary, self.smtp_port, self.http_port);
-        let (out, err) = match &self.log {
-            Some(path) => {
-                let f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                let e = f.try_clone().map_err(|e| e.to_string())?;
-                (Stdio::from(f), Stdio::from(e))
-            }
-            None => (Stdio::null(), Stdio::null()),
-        };
+        let (out, err) = crate::workspace::output_to(self.log.as_deref())?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         let child = cmd.spawn().map_err(|e| {
             format!(

@@ -310,18 +310,7 @@ impl Server {
             .map(|a| a.port())
             .map_err(|e| format!("no free loopback port: {e}"))?;
         let mut cmd = Server::command(binary, port);
-        let (out, err) = match log {
-            Some(path) => {
-                let f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                let e = f.try_clone().map_err(|e| e.to_string())?;
-                (Stdio::from(f), Stdio::from(e))
-            }
-            None => (Stdio::null(), Stdio::null()),
-        };
+        let (out, err) = crate::workspace::output_to(log)?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         prepare(&mut cmd);
         let child = cmd.spawn().map_err(|e| {

@@ -53,3 +53,21 @@ pub fn tool_binary(env: &str, name: &str, tool: &str, what: &str) -> PathBuf {
     );
     bin
 }
+
+/// Where a spawned server's output goes: appended to `log` (stdout and stderr both), or
+/// discarded.
+pub fn output_to(log: Option<&Path>) -> Result<(std::process::Stdio, std::process::Stdio), String> {
+    use std::process::Stdio;
+    match log {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let e = f.try_clone().map_err(|e| e.to_string())?;
+            Ok((Stdio::from(f), Stdio::from(e)))
+        }
+        None => Ok((Stdio::null(), Stdio::null())),
+    }
+}
