@@ -1,16 +1,23 @@
-# syntax=docker/dockerfile:1
-#
 # The AÏLA API image: built with the Rust toolchain, run on a small Debian with a non-root
 # user. Two binaries of this package go in: `aila-api` (the service, the same binary the
 # tests run) and `aila-healthcheck` (GET /health on localhost; the image has no curl).
 #
 #   docker build -t aila-api .
 #   docker run -p 8001:8001 -e MONGO_URL=mongodb://host.docker.internal:27017 aila-api
+#
+# The base images are build arguments, today's public images by default. Where no registry
+# is reachable, scripts/local-images.sh builds stand-ins from Debian's packages and passes
+#   --build-arg BUILDER_IMAGE=aila-local/rust:1.95-bookworm
+#   --build-arg RUNTIME_IMAGE=aila-local/debian:bookworm-slim
+# (a Rust toolchain with gcc and the C library headers, CARGO_HOME=/usr/local/cargo; a
+# Debian with apt). Needs BuildKit (the cache mounts below), which every current docker
+# has. No `# syntax=` line: it would pull the Dockerfile frontend from a registry, and the
+# frontend built into BuildKit understands everything used here.
 
-ARG RUST_VERSION=1.95
-ARG DEBIAN_RELEASE=bookworm
+ARG BUILDER_IMAGE=rust:1.95-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
 
-FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
+FROM ${BUILDER_IMAGE} AS builder
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
@@ -27,7 +34,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && mkdir -p /out \
  && cp target/release/aila-api target/release/aila-healthcheck /out/
 
-FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+FROM ${RUNTIME_IMAGE} AS runtime
 # CA certificates for mongodb+srv:// (Atlas) over TLS; nothing else.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \

@@ -2,6 +2,9 @@
 # Builds the external dev/test servers from the pinned Go modules in tools/:
 #
 #   .tools/bin/ferretdb   tools/ferretdb (FerretDB, MongoDB wire protocol on SQLite)
+#   .tools/bin/ferretdb-mongosh
+#                         tools/ferretdb/mongosh (answers the compose healthcheck's
+#                         `mongosh --eval "db.adminCommand('ping').ok"` in the FerretDB image)
 #   .tools/bin/jaeger     tools/jaeger   (Jaeger v2 all-in-one, in-memory storage)
 #   .tools/jaeger-ui/     tools/jaeger   (the Jaeger UI web app Jaeger serves: index.html,
 #                                         static/; laid out with `jaeger`, see below)
@@ -9,13 +12,18 @@
 #                         tools/toxiproxy (Toxiproxy, a TCP proxy that injects network faults)
 #   .tools/bin/mailpit    tools/mailpit  (Mailpit, a local SMTP server with an HTTP API that
 #                                         keeps every mail it receives: dev and tests)
+#   .tools/docker/cli-plugins/docker-compose, docker-buildx
+#                         tools/compose, tools/buildx (the `docker compose` v5 and
+#                         `docker buildx` CLI plugins, for a Docker CLI that has neither;
+#                         use them with DOCKER_CONFIG=.tools/docker, as compose-chaos.sh does)
 #   .tools/k8s/bin/*      tools/kubernetes (Kubernetes v1.34.4 control plane, kubelet,
 #                         kube-proxy, kubectl, etcd, CoreDNS, metrics-server)
 #
-# Usage: scripts/build-tools.sh [ferretdb|jaeger|toxiproxy|mailpit|kubernetes|all] [--force]   (default: ferretdb)
+# Usage: scripts/build-tools.sh [ferretdb|jaeger|toxiproxy|mailpit|compose|kubernetes|all] [--force]   (default: ferretdb)
 #
-# `all` is ferretdb + jaeger + toxiproxy + mailpit; the Kubernetes binaries are only built when asked
-# for (about 10-15 minutes on 2 cores with an empty Go build cache).
+# `all` is ferretdb + jaeger + toxiproxy + mailpit; the Docker plugins (about 3 minutes) and the
+# Kubernetes binaries (about 10-15 minutes on 2 cores with an empty Go build cache) are only
+# built when asked for.
 #
 # Needs only Go (>= 1.24; an older `go` auto-downloads the required toolchain)
 # and access to the Go module proxy. A tool is skipped when its binary is newer
@@ -31,7 +39,7 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 [ferretdb|jaeger|toxiproxy|mailpit|kubernetes|all] [--force]" >&2
+	echo "usage: $0 [ferretdb|jaeger|toxiproxy|mailpit|compose|kubernetes|all] [--force]" >&2
 	exit 2
 }
 
@@ -39,7 +47,7 @@ target=""
 force=0
 for arg in "$@"; do
 	case "$arg" in
-	ferretdb | jaeger | toxiproxy | mailpit | kubernetes | all)
+	ferretdb | jaeger | toxiproxy | mailpit | compose | kubernetes | all)
 		[[ -z "$target" ]] || usage
 		target="$arg"
 		;;
@@ -69,7 +77,7 @@ fi
 is_up_to_date() {
 	local binary="$1" mod_dir="$2" f
 	[[ -x "$binary" ]] || return 1
-	for f in "$mod_dir"/go.mod "$mod_dir"/go.sum "$mod_dir"/*.go; do
+	for f in "$mod_dir"/go.mod "$mod_dir"/go.sum "$mod_dir"/*.go "$mod_dir"/*/*.go; do
 		[[ -e "$f" ]] || continue
 		[[ "$binary" -nt "$f" ]] || return 1
 	done
@@ -112,6 +120,7 @@ build_ferretdb() {
 	# With our module as the main module, FerretDB's build/version package does
 	# not require build/version/version.txt, so no vendoring is needed.
 	build_tool ferretdb . -ldflags "-s -w"
+	MOD_NAME=ferretdb BIN_NAME=ferretdb-mongosh build_tool ferretdb-mongosh ./mongosh -ldflags "-s -w"
 }
 
 build_jaeger() {
@@ -187,6 +196,18 @@ build_mailpit() {
 		-ldflags "-s -w -X github.com/axllent/mailpit/config.Version=$version"
 }
 
+# The Docker CLI plugins, straight from the module cache (tool directives in tools/compose
+# and tools/buildx), where the Docker CLI finds them under DOCKER_CONFIG.
+build_compose() {
+	local version
+	version="$(cd "$repo/tools/compose" && "$go_bin" list -mod=readonly -m -f '{{.Version}}' github.com/docker/compose/v5)"
+	bin_dir="$repo/.tools/docker/cli-plugins" BIN_NAME=docker-compose build_tool compose \
+		github.com/docker/compose/v5/cmd -ldflags "-s -w -X github.com/docker/compose/v5/internal.Version=$version"
+	version="$(cd "$repo/tools/buildx" && "$go_bin" list -mod=readonly -m -f '{{.Version}}' github.com/docker/buildx)"
+	bin_dir="$repo/.tools/docker/cli-plugins" BIN_NAME=docker-buildx build_tool buildx \
+		github.com/docker/buildx/cmd/buildx -ldflags "-s -w -X github.com/docker/buildx/version.Version=$version"
+}
+
 # The Kubernetes binaries: one `go build` of every main package of the module
 # (Go shares the work between them), into .tools/k8s/bin. They are rebuilt only
 # when one of them is missing or older than a file of the module.
@@ -254,6 +275,7 @@ jaeger)
 	;;
 toxiproxy) build_toxiproxy ;;
 mailpit) build_mailpit ;;
+compose) build_compose ;;
 kubernetes) build_kubernetes ;;
 all)
 	build_ferretdb

@@ -8,6 +8,9 @@
 #                              # included where a kubelet can run (Linux, root: builds
 #                              # tools/kubernetes, installs containerd & co; ~10 minutes)
 #   AILA_CLUSTER_TESTS=0 scripts/test.sh   # everything but the cluster tests
+#   AILA_COMPOSE_CHAOS=0 scripts/test.sh   # everything but the compose chaos run (last, where
+#                              # root on Linux: scripts/compose-chaos.sh, a Docker engine
+#                              # and images built here; ~10 minutes the first time)
 #   scripts/test.sh -- NAME    # extra arguments go to `cargo test`
 #
 # MONGOD_BIN=/path/to/mongod makes the tests use a real mongod instead of FerretDB.
@@ -53,6 +56,18 @@ if [[ "${AILA_CLUSTER_TESTS:-1}" != 0 && "$(uname -s)" == Linux && "$(id -u)" -e
 	builds+=($!)
 fi
 
+# The compose chaos run (scripts/compose-chaos.sh, after the Rust tests), where it can run
+# (Linux, root) unless AILA_COMPOSE_CHAOS=0: the Docker CLI plugins it needs, built now
+# alongside the other Go builds when the CLI lacks them.
+compose_chaos=0
+if [[ "${AILA_COMPOSE_CHAOS:-1}" != 0 && "$(uname -s)" == Linux && "$(id -u)" -eq 0 ]]; then
+	compose_chaos=1
+	if ! docker compose version >/dev/null 2>&1 || ! docker buildx version >/dev/null 2>&1; then
+		scripts/build-tools.sh compose &
+		builds+=($!)
+	fi
+fi
+
 if ! python3 -c 'import bcrypt, jwt' 2>/dev/null; then
 	echo "test: installing bcrypt and PyJWT for the compatibility tests"
 	python3 -m pip install --quiet --disable-pip-version-check bcrypt pyjwt
@@ -91,3 +106,8 @@ if [[ "${AILA_TRIM_GO_CACHES:-0}" == 1 ]]; then
 	"$go_bin" clean -cache -modcache
 fi
 cargo test --workspace --all-targets "$@"
+# Not with a test filter (scripts/test.sh -- NAME): that asks for some Rust tests only.
+if [[ "$compose_chaos" == 1 && $# -eq 0 ]]; then
+	echo "test: the compose chaos run (scripts/compose-chaos.sh)"
+	scripts/compose-chaos.sh
+fi

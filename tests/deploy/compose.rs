@@ -154,7 +154,13 @@ fn mongo_is_7_with_a_ping_healthcheck_and_a_named_volume() {
 fn jaeger_takes_otlp_and_shows_its_ui() {
     let c = compose();
     let jaeger = service(&c, "jaeger");
-    assert!(text(at(jaeger, &["image"])).starts_with("jaegertracing/all-in-one:"));
+    // Jaeger v2, the release tools/jaeger pins (v1.75.0 = v2.12.0), listening beyond loopback.
+    assert_eq!(text(at(jaeger, &["image"])), "jaegertracing/jaeger:2.12.0");
+    assert!(
+        read("tools/jaeger/go.mod").contains("github.com/jaegertracing/jaeger v1.75.0"),
+        "tools/jaeger no longer pins v1.75.0: change the compose image with it"
+    );
+    assert!(env_of(jaeger).contains(&("JAEGER_LISTEN_HOST".into(), "0.0.0.0".into())));
     let published: Vec<String> = ports(jaeger).into_iter().map(|(_, c)| c).collect();
     for port in ["16686", "4317", "4318"] {
         assert!(
@@ -257,13 +263,78 @@ fn the_api_is_built_here_configured_by_known_variables_and_health_checked_on_hea
     );
 }
 
+/// The override of scripts/compose-chaos.sh swaps images and nothing else: each of its
+/// services exists in the base file, sets only `image`, `pull_policy` and the Dockerfile's
+/// base-image build arguments, and names an image scripts/local-images.sh builds.
 #[test]
-fn the_readme_section_says_the_compose_path_is_exercised_by_hand() {
+fn the_local_override_only_swaps_images_for_ones_built_here() {
+    let base = compose();
+    let local = yaml("deploy/local-images/compose.local.yml");
+    let script = read("scripts/local-images.sh");
+    let dockerfile = read("Dockerfile");
+    let services = at(&local, &["services"]).as_mapping().unwrap();
+    assert_eq!(
+        services.len(),
+        at(&base, &["services"]).as_mapping().unwrap().len(),
+        "every service of docker-compose.yml has its local image"
+    );
+    for (name, svc) in services {
+        let name = text(name);
+        let base_svc = service(&base, &name);
+        for (key, value) in svc.as_mapping().unwrap() {
+            match text(key).as_str() {
+                "image" => {
+                    let image = text(value);
+                    if base_svc.get("build").is_none() {
+                        assert!(
+                            script.contains(&image),
+                            "{image} ({name}) is not built by scripts/local-images.sh"
+                        );
+                    }
+                }
+                "pull_policy" => assert_eq!(text(value), "never"),
+                "build" => {
+                    let args = at(value, &["args"]).as_mapping().unwrap();
+                    assert_eq!(
+                        value.as_mapping().unwrap().len(),
+                        1,
+                        "{name}: only build.args"
+                    );
+                    for (arg, image) in args {
+                        assert!(
+                            dockerfile.contains(&format!("ARG {}=", text(arg))),
+                            "{} is not an ARG of the Dockerfile",
+                            text(arg)
+                        );
+                        let image = text(image);
+                        let repository = image.split(':').next().unwrap();
+                        assert!(script.contains(repository), "{image} is not built here");
+                    }
+                }
+                other => panic!("{name}.{other}: the override changes more than the image"),
+            }
+        }
+    }
+    // The API's image keeps its name: the override builds the same `aila-api:local`.
+    assert!(
+        local
+            .get("services")
+            .unwrap()
+            .get("api")
+            .unwrap()
+            .get("image")
+            .is_none()
+    );
+    assert!(script.contains("-t aila-api:local"));
+}
+
+#[test]
+fn the_readme_section_says_how_the_compose_path_is_exercised() {
     let doc = read("README.md");
     for needle in [
         "docker compose up",
         "aila-chaos --backend compose",
-        "by hand",
+        "scripts/compose-chaos.sh",
         "http://localhost:16686",
         "http://localhost:9090",
         "http://localhost:8001",
