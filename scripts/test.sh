@@ -10,7 +10,9 @@
 #   AILA_CLUSTER_TESTS=0 scripts/test.sh   # everything but the cluster tests
 #   AILA_COMPOSE_CHAOS=0 scripts/test.sh   # everything but the compose chaos run (last, where
 #                              # root on Linux: scripts/compose-chaos.sh, a Docker engine
-#                              # and images built here; ~10 minutes the first time)
+#                              # and images built here; ~10 minutes the first time, 3.6 GB
+#                              # in /var/lib/docker; it runs after the Go caches are freed,
+#                              # not beside the other builds, to keep the disk peak down)
 #   scripts/test.sh -- NAME    # extra arguments go to `cargo test`
 #
 # MONGOD_BIN=/path/to/mongod makes the tests use a real mongod instead of FerretDB.
