@@ -34,9 +34,10 @@ fn a_bad_port_stops_start_up_with_one_line_naming_key_and_value() {
     );
 }
 
-/// Waits until `url` (a `/health`) answers 200.
+/// Waits until `url` (a `/health`, or a `/readiness` when the database must be usable)
+/// answers 200.
 async fn wait_health_200(http: &reqwest::Client, url: &str) {
-    wait_until("the port to answer", || {
+    wait_until(&format!("{url} to answer 200"), || {
         let (http, url) = (http.clone(), url.to_string());
         async move {
             http.get(&url)
@@ -226,7 +227,8 @@ async fn the_binary_warns_once_without_mail_and_never_prints_the_smtp_password_o
         )
         .spawn()
         .unwrap();
-    wait_health_200(&http, &format!("{base}/health")).await;
+    // Registration needs the database: /health is 200 before it is connected.
+    wait_health_200(&http, &format!("{base}/readiness")).await;
     let r = http
         .post(format!("{base}/api/auth/register"))
         .json(&serde_json::json!({"email": "proc@example.org", "password": "Password123!", "first_name": "A", "last_name": "B", "gdpr_consent": true}))
