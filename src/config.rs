@@ -67,7 +67,7 @@ pub const SETTINGS: &[Setting] = &[
         env: "CORS_ALLOWED_ORIGINS",
         key: "http.cors_allowed_origins",
         default: "*",
-        doc: "Comma-separated allowed origins; * allows every origin (with credentials), as the old service did",
+        doc: "Comma-separated allowed origins; * allows every origin (with credentials), as the old service did; Retry-After, Retry-After-Ms and Idempotent-Replayed are exposed to them",
     },
     Setting {
         env: "TRUSTED_PROXIES",

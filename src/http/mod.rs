@@ -47,7 +47,13 @@ pub fn build_endpoint(
         .description(api::DESCRIPTION);
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
-    let mut cors = Cors::new().allow_credentials(true);
+    // A front end on another origin reads only the CORS-safelisted headers unless others
+    // are exposed: the retry hints of a 503 and the replay marker of an idempotent answer.
+    let mut cors = Cors::new().allow_credentials(true).expose_headers([
+        "Retry-After",
+        "Retry-After-Ms",
+        "Idempotent-Replayed",
+    ]);
     let origins: Vec<&str> = cors_allowed_origins
         .split(',')
         .map(str::trim)

@@ -95,3 +95,39 @@ async fn with_the_database_down_every_route_answers_503_fast_and_the_rest_200() 
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body, tree_before);
 }
+
+/// The Expo web front end runs on another origin: a browser lets it read a response header
+/// only when CORS exposes it. `Retry-After`, `Retry-After-Ms` (how long to wait during an
+/// outage) and `Idempotent-Replayed` are not CORS-safelisted, so they must be listed in
+/// `Access-Control-Expose-Headers`, or the app retries blind.
+#[tokio::test]
+async fn a_front_end_on_another_origin_can_read_the_retry_hints_of_a_503() {
+    let (mut db, app) = start().await;
+    let (token, _) = app.register("cors@example.org").await;
+    db.kill();
+    app.wait_not_ready().await;
+
+    let resp = app
+        .http
+        .get(format!("{}/api/persons", app.address))
+        .bearer_auth(&token)
+        .header("Origin", "http://localhost:8081")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let exposed: Vec<String> = resp
+        .headers()
+        .get_all("access-control-expose-headers")
+        .iter()
+        .flat_map(|v| v.to_str().unwrap().split(','))
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    for header in ["retry-after", "retry-after-ms", "idempotent-replayed"] {
+        assert!(
+            exposed.iter().any(|e| e == header),
+            "{header} not in Access-Control-Expose-Headers: {exposed:?}"
+        );
+    }
+}
