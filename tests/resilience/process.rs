@@ -62,6 +62,7 @@ async fn the_port_answers_before_any_database_and_sigterm_exits_cleanly() {
         .env("MONGO_SERVER_SELECTION_TIMEOUT_MS", "10000")
         .spawn()
         .unwrap();
+    let _kill = KillIfPanicking(child.id());
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/health");
     wait_health_200(&http, &url).await;
@@ -112,6 +113,7 @@ async fn json_logs_carry_trace_and_span_ids() {
         .env("LOG_FORMAT", "json")
         .spawn()
         .unwrap();
+    let _kill = KillIfPanicking(child.id());
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/health");
     wait_health_200(&http, &url).await;
@@ -175,6 +177,21 @@ fn without_the_ferretdb_build_the_tests_say_which_command_builds_it() {
     assert!(line.contains("scripts/build-tools.sh ferretdb"), "{line}");
 }
 
+/// Kills the process (SIGKILL) when the test panics before stopping it: a failed assertion
+/// would otherwise leave a service running after the test, holding its port.
+struct KillIfPanicking(u32);
+
+impl Drop for KillIfPanicking {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(self.0.to_string())
+                .status();
+        }
+    }
+}
+
 /// Stops `child` with SIGTERM and returns what it printed.
 async fn stop_and_read(child: std::process::Child) -> String {
     let _ = Command::new("kill")
@@ -200,6 +217,7 @@ async fn the_binary_warns_once_without_mail_and_never_prints_the_smtp_password_o
         .env("MONGO_URL", db.url())
         .spawn()
         .unwrap();
+    let _kill = KillIfPanicking(child.id());
     wait_health_200(&http, &format!("http://127.0.0.1:{port}/health")).await;
     let logs = stop_and_read(child).await;
     let warned = logs
@@ -227,6 +245,7 @@ async fn the_binary_warns_once_without_mail_and_never_prints_the_smtp_password_o
         )
         .spawn()
         .unwrap();
+    let _kill = KillIfPanicking(child.id());
     // Registration needs the database: /health is 200 before it is connected.
     wait_health_200(&http, &format!("{base}/readiness")).await;
     let r = http
