@@ -45,6 +45,8 @@ pub struct Application {
     email_case: JoinHandle<()>,
     pruner: JoinHandle<()>,
     mail_sender: Option<JoinHandle<()>>,
+    /// Tells the mail sender to flush, and until when (after the HTTP drain).
+    mail_flush_tx: watch::Sender<Option<tokio::time::Instant>>,
     drain: Duration,
 }
 
@@ -120,8 +122,9 @@ impl Application {
         let trusted_proxies = TrustedProxies::parse(&settings.http.trusted_proxies)
             .map_err(|e| std::io::Error::other(format!("TRUSTED_PROXIES: {e}")))?;
         let ping_max_age = settings.mongo.ping_interval * 2 + settings.mongo.ping_timeout;
+        let (mail_flush_tx, mail_flush_rx) = watch::channel(None);
         let (mailer, mail_sender) =
-            crate::mail::Mailer::start(&settings.mail, metrics.clone(), shutdown_rx.clone());
+            crate::mail::Mailer::start(&settings.mail, metrics.clone(), mail_flush_rx);
         let ctx = AppContext(Arc::new(AppInner {
             gateway: gateway.clone(),
             tokens: TokenCodec::new(settings.jwt_secret_bytes()),
@@ -238,6 +241,7 @@ impl Application {
             email_case,
             pruner,
             mail_sender,
+            mail_flush_tx,
             drain,
         })
     }
@@ -260,6 +264,7 @@ impl Application {
     /// Begins shutdown: `/readiness` and `/serving` 503 (Kubernetes takes the pod out of the
     /// Service), in-flight requests finish within the drain time, background tasks stop.
     pub async fn shutdown(self) -> std::io::Result<()> {
+        let drain_ends = tokio::time::Instant::now() + self.drain;
         self.ctx.begin_shutdown();
         self.ctx.metrics.ready.set(0);
         tracing::info!(
@@ -271,6 +276,8 @@ impl Application {
             Ok(r) => r,
             Err(e) => Err(std::io::Error::other(e)),
         };
+        // No request can queue mail any more: queued mail gets the rest of the drain time.
+        let _ = self.mail_flush_tx.send(Some(drain_ends));
         self.background.abort();
         let _ = self.background.await;
         let _ = self.sweeper.await;

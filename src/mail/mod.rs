@@ -16,9 +16,12 @@
 //! and `aila_mail_queued`. No span, log line or metric holds the recipient's address, a
 //! link's token or the `SMTP_URL` credentials (the server is logged as `scheme://host:port`).
 //!
-//! The queue lives in the process: mail still queued when the process stops is lost
-//! (counted `reason="shutdown"`). Links in mails expire anyway, and each can be asked for
-//! again (verification resend, a new reset request).
+//! The queue lives in the process. At shutdown, once the HTTP server has drained (no request
+//! can queue more), the sender flushes: what is queued or being retried is sent at once
+//! (retries without backoff) until the drain time (`HTTP_SHUTDOWN_TIMEOUT_MS`, counted from
+//! the shutdown's start) is over. Mail still unsent then is lost (counted
+//! `reason="shutdown"`); links in mails expire anyway, and each can be asked for again
+//! (verification resend, a new reset request).
 
 pub mod templates;
 
@@ -41,6 +44,13 @@ pub const CONCURRENCY: usize = 4;
 
 /// Longest delay between two attempts at one mail.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// Delay between two attempts at one mail while flushing at shutdown.
+const FLUSH_RETRY_DELAY: Duration = Duration::from_millis(200);
+
+/// `None` while the service serves; at shutdown, the instant by which the sender's flush
+/// must end (`Application::shutdown` sends it once the HTTP server has drained).
+pub type FlushDeadline = watch::Receiver<Option<Instant>>;
 
 /// What a mail is for (its metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,12 +207,12 @@ impl Mailer {
         }
     }
 
-    /// The mailer of `settings`, and its sender task when mail is configured (it stops when
-    /// `shutdown` turns true; mail still queued then is counted as failed).
+    /// The mailer of `settings`, and its sender task when mail is configured (it flushes
+    /// and stops when `flush` names a deadline; mail unsent by then is counted as failed).
     pub fn start(
         settings: &MailSettings,
         metrics: Arc<Metrics>,
-        shutdown: watch::Receiver<bool>,
+        flush: FlushDeadline,
     ) -> (Mailer, Option<JoinHandle<()>>) {
         for kind in MailKind::ALL {
             let labels = MailLabels {
@@ -236,7 +246,7 @@ impl Mailer {
         });
         let (tx, rx) = mpsc::channel(settings.queue_length.max(1));
         tracing::info!(mail.server = %server, "mail: sending through {server}");
-        let task = tokio::spawn(run(rx, transport, config, shutdown));
+        let task = tokio::spawn(run(rx, transport, config, flush));
         (
             Mailer {
                 tx: Some(tx),
@@ -295,42 +305,70 @@ impl Mailer {
     }
 }
 
-/// The sender: takes mails off the queue, up to [`CONCURRENCY`] at a time.
+/// The sender: takes mails off the queue, up to [`CONCURRENCY`] at a time; at shutdown,
+/// flushes what is left until the deadline `flush` names.
 async fn run(
     mut rx: mpsc::Receiver<Job>,
     transport: AsyncSmtpTransport<Tokio1Executor>,
     config: Arc<SenderConfig>,
-    mut shutdown: watch::Receiver<bool>,
+    mut flush: FlushDeadline,
 ) {
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     let mut deliveries = JoinSet::new();
-    loop {
+    let flush_of_deliveries = flush.clone();
+    let spawn = |deliveries: &mut JoinSet<()>, job: Job, permit| {
+        let (transport, config) = (transport.clone(), config.clone());
+        let flush = flush_of_deliveries.clone();
+        deliveries.spawn(async move {
+            deliver(job, &transport, &config, flush).await;
+            drop(permit);
+        });
+    };
+    let flush_by = loop {
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            by = flush.wait_for(Option::is_some) => break by.ok().and_then(|by| *by),
         };
         let job = tokio::select! {
             job = rx.recv() => job,
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            by = flush.wait_for(Option::is_some) => break by.ok().and_then(|by| *by),
         };
-        let Some(job) = job else { break };
-        let (transport, config) = (transport.clone(), config.clone());
-        deliveries.spawn(async move {
-            deliver(job, &transport, &config).await;
-            drop(permit);
-        });
+        let Some(job) = job else { break None };
+        spawn(&mut deliveries, job, permit);
         while deliveries.try_join_next().is_some() {}
-    }
-    // Mail not delivered yet is dropped (and counted) with the process.
-    deliveries.abort_all();
-    while deliveries.join_next().await.is_some() {}
+    };
+    // Shutting down: nothing new is accepted; what is queued and in flight is sent until
+    // the deadline (retries without backoff, see `deliver`).
     rx.close();
-    while rx.try_recv().is_ok() {}
+    let flush_by = flush_by.unwrap_or_else(Instant::now);
+    let flushed = tokio::time::timeout_at(flush_by, async {
+        while let Some(job) = rx.recv().await {
+            let permit = slots.clone().acquire_owned().await;
+            spawn(
+                &mut deliveries,
+                job,
+                permit.expect("the semaphore is never closed"),
+            );
+        }
+        while deliveries.join_next().await.is_some() {}
+    })
+    .await;
+    if flushed.is_err() {
+        // Mail not delivered by then is dropped (and counted) with the process.
+        deliveries.abort_all();
+        while deliveries.join_next().await.is_some() {}
+        while rx.try_recv().is_ok() {}
+    }
 }
 
 /// Delivers one mail: attempts bounded by the attempt timeout, retried with backoff until
 /// the deadline. One `mail.send` span.
-async fn deliver(job: Job, transport: &AsyncSmtpTransport<Tokio1Executor>, config: &SenderConfig) {
+async fn deliver(
+    job: Job,
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    config: &SenderConfig,
+    mut flush: FlushDeadline,
+) {
     let span = tracing::info_span!(
         "mail.send",
         otel.kind = "client",
@@ -385,7 +423,11 @@ async fn deliver(job: Job, transport: &AsyncSmtpTransport<Tokio1Executor>, confi
                     config.attempt_timeout.as_millis()
                 ),
             };
-            let delay = backoff.next().unwrap_or(MAX_RETRY_DELAY);
+            let flushing = flush.borrow().is_some();
+            let delay = match backoff.next().unwrap_or(MAX_RETRY_DELAY) {
+                d if flushing => d.min(FLUSH_RETRY_DELAY),
+                d => d,
+            };
             if Instant::now() + delay > deadline {
                 tracing::Span::current().record("mail.outcome", "deadline");
                 tracing::warn!(
@@ -401,7 +443,11 @@ async fn deliver(job: Job, transport: &AsyncSmtpTransport<Tokio1Executor>, confi
                 "mail delivery failed, retrying in {} ms: {error}",
                 delay.as_millis()
             );
-            tokio::time::sleep(delay).await;
+            // A shutdown's flush cuts the wait short: the mail is tried again at once.
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = flush.wait_for(Option::is_some), if !flushing => {}
+            }
         }
     }
     .instrument(span)

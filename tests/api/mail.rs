@@ -487,6 +487,46 @@ async fn a_mail_server_that_is_down_or_silent_costs_a_request_nothing() {
     }
 }
 
+/// At shutdown, mail waiting for its next attempt is sent before the process stops (within
+/// the drain time), not dropped: a registration just before a rolling update still gets its
+/// verification mail.
+#[tokio::test]
+async fn mail_waiting_for_a_retry_is_flushed_at_shutdown() {
+    // A long backoff: without the flush, the mail's next attempt would be a minute away.
+    let mut s = start(&[
+        ("MAIL_RETRY_INITIAL_MS", "60000"),
+        ("HTTP_SHUTDOWN_TIMEOUT_MS", "10000"),
+    ])
+    .await;
+    s.mailpit.stop();
+    s.app.register("flush@example.org").await;
+    let deadline = Instant::now() + MAIL_DEADLINE;
+    while metric(&metrics(&s.app).await, "aila_mail_retries_total") < 1.0 {
+        assert!(Instant::now() < deadline, "the first attempt never failed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.mailpit.restart().unwrap();
+    assert!(
+        s.mailpit
+            .messages_to("flush@example.org")
+            .unwrap()
+            .is_empty(),
+        "sent before the shutdown: the test proves nothing"
+    );
+    let stopping = Instant::now();
+    s.app.stop().await;
+    eprintln!(
+        "shutdown with one mail to flush took {:?}",
+        stopping.elapsed()
+    );
+    let mails = wait_mails(&s.mailpit, "flush@example.org", 1).await;
+    assert!(
+        mails[0].subject.contains("Confirmez"),
+        "{}",
+        mails[0].subject
+    );
+}
+
 #[tokio::test]
 async fn without_smtp_url_the_mail_routes_answer_503_and_invitations_stay_pending() {
     let db = Database::start().await;
