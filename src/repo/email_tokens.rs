@@ -139,6 +139,25 @@ fn usable(purpose: Purpose, token: &str) -> bson::Document {
     }
 }
 
+/// The token, if it is unexpired, used or not (its `used_at` says which).
+pub async fn find_unexpired(
+    gw: &Gateway,
+    purpose: Purpose,
+    token: &str,
+) -> Result<Option<EmailTokenDoc>, DbError> {
+    if !well_formed(token) {
+        return Ok(None);
+    }
+    let mut filter = usable(purpose, token);
+    filter.remove("used_at");
+    gw.run(
+        "find_one",
+        EMAIL_TOKENS,
+        |c: Collection<EmailTokenDoc>| async move { c.find_one(filter).await },
+    )
+    .await
+}
+
 /// The token, if it is unused and unexpired (not used up by this call).
 pub async fn find_usable(
     gw: &Gateway,

@@ -1,7 +1,8 @@
 //! Mail-backed account routes: email verification and password reset.
 //!
 //! - `GET /verify-email?token=...`: a small French HTML page. A valid link verifies the
-//!   address it was mailed to and accepts the pending invitations addressed to it.
+//!   address it was mailed to and accepts the pending invitations addressed to it; opened
+//!   again (a mail scanner often opens it first), it says the address is confirmed.
 //! - `POST /api/auth/verify-email/resend`: mails a new verification link to the caller.
 //! - `POST /api/auth/password-reset/request {email}`: always the same answer (whether the
 //!   email has an account or not, and in the same time: the lookup and the mail happen
@@ -179,9 +180,11 @@ impl AccountApi {
     ///
     /// The link mailed at registration (or by an invitation, or by
     /// `/api/auth/verify-email/resend`). A valid link marks the account's address verified
-    /// and accepts the invitations addressed to it, then shows a page saying so; an
-    /// unknown, expired or used link shows a page saying that (400). 503 (JSON `detail`)
-    /// when mail is not configured.
+    /// and accepts the invitations addressed to it, then shows a page saying so. Opened
+    /// again before it expires (by its owner after a mail scanner fetched it first), it
+    /// says the address is confirmed already and changes nothing. An unknown or expired
+    /// link, or a used one whose address is not verified, shows a page saying that (400).
+    /// 503 (JSON `detail`) when mail is not configured.
     #[oai(path = "/verify-email", method = "get")]
     async fn verify_email(&self, token: Query<Option<String>>) -> ApiResult<Page> {
         let ctx = &self.ctx;
@@ -191,13 +194,30 @@ impl AccountApi {
         let Some(token) = token.0.map(|t| t.trim().to_string()) else {
             return Ok(invalid_link_page(ctx, what));
         };
-        let Some(found) = email_tokens::find_usable(gw, Purpose::VerifyEmail, &token).await? else {
+        let Some(found) = email_tokens::find_unexpired(gw, Purpose::VerifyEmail, &token).await?
+        else {
             return Ok(invalid_link_page(ctx, what));
         };
         let user = users::find_by_id(gw, found.user_id).await?;
         let Some(user) = user.filter(|u| u.email.trim().to_lowercase() == found.email) else {
             return Ok(invalid_link_page(ctx, what));
         };
+        if found.used_at.is_some() {
+            // Used already, often by a mail scanner that opened the link before its owner
+            // did: the address is confirmed, so say so rather than call the link invalid.
+            if !user.email_verified {
+                return Ok(invalid_link_page(ctx, what));
+            }
+            return Ok(page(
+                true,
+                "Adresse e-mail confirmée",
+                &format!(
+                    "<p>L'adresse {} est déjà confirmée.</p>\n<p><a href=\"{}\">Ouvrir AÏLA</a></p>",
+                    escape(&found.email),
+                    escape(&app_link(ctx)),
+                ),
+            ));
+        }
         // Idempotent steps first, the token used up last: a failure on the way leaves the
         // link usable, and using it twice changes nothing more.
         users::mark_verified(gw, user.id).await?;
