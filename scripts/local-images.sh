@@ -2,7 +2,8 @@
 # Builds, without any image registry, every image docker-compose.yml runs, from parts this
 # machine can reach: Debian's packages, crates, the Go module proxy.
 #
-#   aila-local/debian:bookworm-slim   debootstrap --variant=minbase bookworm, `docker import`
+#   aila-local/debian:bookworm-slim   debootstrap --variant=minbase bookworm, trimmed and set up
+#                                     as Debian's slim images are, `docker import`
 #   aila-local/rust:<rustc>-bookworm  + gcc, libc6-dev, this machine's Rust toolchain and CAs
 #   aila-local/mongo:7.0              FerretDB (tools/ferretdb) standing in for mongo:7.0
 #   aila-local/jaeger:2.12.0          Jaeger v2 (tools/jaeger, v1.75.0 = v2.12.0) + its UI
@@ -87,7 +88,27 @@ if [[ "$force" -eq 1 ]] || ! image_exists "$base"; then
 		tail -20 "$staging/debootstrap.log" >&2
 		die "debootstrap from $mirror FAILED (log: $staging/debootstrap.log)"
 	fi
-	rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+	rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/lib/apt/lists/*
+	# What Debian's own container images set (debuerreotype's slim variant): apt keeps no
+	# package cache (without this, each image's `apt-get install` layer carried ~90 MB of
+	# /var/cache/apt/*.bin), and dpkg installs no documentation, man pages or translations.
+	cat >"$rootfs/etc/apt/apt.conf.d/docker-clean" <<'APT'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+Acquire::Languages "none";
+APT
+	cat >"$rootfs/etc/dpkg/dpkg.cfg.d/docker" <<'DPKG'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-exclude /usr/share/lintian/*
+DPKG
+	find "$rootfs/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+	rm -rf "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/usr/share/locale/*
 	tar -C "$rootfs" -c . | docker import -c 'CMD ["bash"]' - "$base" >/dev/null
 	rm -rf "$rootfs"
 	say "$base $(size "$base") in $((SECONDS - start))s (debootstrap from $mirror)"
