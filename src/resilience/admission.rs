@@ -245,6 +245,37 @@ impl Admission {
         Entry::Shed
     }
 
+    /// The door check, for a request about to start work that will need the database: shed
+    /// it now, before it costs anything (parsing its body, verifying its token, its spans),
+    /// when its first call would be shed at once anyway (every slot taken and no room in the
+    /// queue, by length or by expected wait). Counted as an attempt and a shed, like a call
+    /// shed at once; `None` (not counted) lets the request go on, to be admitted or shed at
+    /// its first database call as usual. One lock, no waiting.
+    pub fn shed_at_door(&self) -> Option<Shed> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        if st.in_flight < st.limit as u32 {
+            return None;
+        }
+        let c = &self.inner.config;
+        let rtt = st.recent_rtt.max(st.long_rtt);
+        let expected_wait = f64::from(st.queued + 1) * rtt / st.limit.max(1.0);
+        if st.queued < c.queue_length && expected_wait <= c.queue_timeout.as_secs_f64() {
+            return None;
+        }
+        if now.duration_since(st.bucket_start) >= Duration::from_secs(1) {
+            st.bucket_start = now;
+            st.bucket_attempts = 0;
+            st.bucket_shed = 0;
+        }
+        st.bucket_attempts += 1;
+        self.count_shed(&mut st, now);
+        Some(Shed {
+            retry_after: retry_after_of(&st),
+            queued: false,
+        })
+    }
+
     fn count_shed(&self, st: &mut State, now: Instant) {
         self.inner.shed_total.fetch_add(1, Ordering::Relaxed);
         st.bucket_shed += 1;
@@ -263,8 +294,7 @@ impl Admission {
         // callers come back soon after it passes.
         // The latest latency when it is above the baseline: under a burst, calls take longer
         // and so does the room they make.
-        let st = self.lock();
-        Duration::from_secs_f64((st.recent_rtt.max(st.long_rtt) * 2.0).clamp(0.1, 1.0))
+        retry_after_of(&self.lock())
     }
 
     /// Waits for a slot (at most the queue timeout, and only when the queue has room).
@@ -383,6 +413,10 @@ impl Admission {
         let next = st.limit * (1.0 - c.smoothing) + next * c.smoothing;
         st.limit = next.clamp(f64::from(c.min_in_flight), f64::from(c.max_in_flight));
     }
+}
+
+fn retry_after_of(st: &State) -> Duration {
+    Duration::from_secs_f64((st.recent_rtt.max(st.long_rtt) * 2.0).clamp(0.1, 1.0))
 }
 
 struct QueueSlot<'a> {
