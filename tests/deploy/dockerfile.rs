@@ -101,7 +101,11 @@ fn it_is_multi_stage_small_and_not_root() {
         "small runtime image: {runtime}"
     );
     // No `# syntax=` line: it pulls the Dockerfile frontend from a registry.
-    assert!(!read("Dockerfile").lines().any(|l| l.starts_with("# syntax=")));
+    assert!(
+        !read("Dockerfile")
+            .lines()
+            .any(|l| l.starts_with("# syntax="))
+    );
     let user = ins
         .iter()
         .rev()
