@@ -234,10 +234,7 @@ impl Admission {
         if already_queued {
             return Entry::Queued;
         }
-        let c = &self.inner.config;
-        let rtt = st.recent_rtt.max(st.long_rtt);
-        let expected_wait = f64::from(st.queued + 1) * rtt / st.limit.max(1.0);
-        if st.queued < c.queue_length && expected_wait <= c.queue_timeout.as_secs_f64() {
+        if self.queue_has_room(&st) {
             st.queued += 1;
             return Entry::Queued;
         }
@@ -254,13 +251,7 @@ impl Admission {
     pub fn shed_at_door(&self) -> Option<Shed> {
         let now = Instant::now();
         let mut st = self.lock();
-        if st.in_flight < st.limit as u32 {
-            return None;
-        }
-        let c = &self.inner.config;
-        let rtt = st.recent_rtt.max(st.long_rtt);
-        let expected_wait = f64::from(st.queued + 1) * rtt / st.limit.max(1.0);
-        if st.queued < c.queue_length && expected_wait <= c.queue_timeout.as_secs_f64() {
+        if st.in_flight < st.limit as u32 || self.queue_has_room(&st) {
             return None;
         }
         if now.duration_since(st.bucket_start) >= Duration::from_secs(1) {
@@ -274,6 +265,15 @@ impl Admission {
             retry_after: retry_after_of(&st),
             queued: false,
         })
+    }
+
+    /// Room for one more in the queue: by its length, and by the expected wait of its next
+    /// place (`(queued + 1) * latency / limit`) against the queue timeout.
+    fn queue_has_room(&self, st: &State) -> bool {
+        let c = &self.inner.config;
+        let rtt = st.recent_rtt.max(st.long_rtt);
+        let expected_wait = f64::from(st.queued + 1) * rtt / st.limit.max(1.0);
+        st.queued < c.queue_length && expected_wait <= c.queue_timeout.as_secs_f64()
     }
 
     fn count_shed(&self, st: &mut State, now: Instant) {
@@ -543,6 +543,29 @@ mod tests {
             .unwrap()
             .expect("a released slot goes to the queue");
         assert_eq!(a.snapshot().shed_total, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_door_sheds_only_what_a_first_call_would_shed_at_once() {
+        let a = admission(1, 1);
+        assert_eq!(a.shed_at_door(), None, "a free slot");
+        let p = a.acquire().await.unwrap();
+        assert_eq!(a.shed_at_door(), None, "room in the queue");
+        let a2 = a.clone();
+        let queued = tokio::spawn(async move { a2.acquire().await.map(|_| ()) });
+        tokio::task::yield_now().await;
+        assert_eq!(a.snapshot().queued, 1);
+        let shed = a.shed_at_door().expect("slot and queue full");
+        assert!(!shed.queued);
+        assert!(shed.retry_after >= Duration::from_millis(100));
+        assert_eq!(a.snapshot().shed_total, 1, "counted as shed");
+        assert_eq!(a.snapshot().queued, 1, "the door never queues");
+        drop(p);
+        queued
+            .await
+            .unwrap()
+            .expect("the queued call gets the slot");
+        assert_eq!(a.shed_at_door(), None);
     }
 
     #[tokio::test(start_paused = true)]
