@@ -209,7 +209,7 @@ impl Metrics {
         let breaker_refused_calls = Counter::default();
         let reconnect_attempts = Family::<OutcomeLabels, Counter>::default();
         let admission_shed = Family::<ShedLabels, Counter>::default();
-        for when in ["at_once", "after_queue"] {
+        for when in ["at_door", "at_once", "after_queue"] {
             let _ = admission_shed.get_or_create(&ShedLabels { when });
         }
         let admission_limit = Gauge::default();
@@ -299,7 +299,7 @@ impl Metrics {
         );
         registry.register(
             "db_admission_shed_calls",
-            "Database calls shed by admission control because of overload (not database failures), by when: at_once or after_queue",
+            "Database calls shed by admission control because of overload (not database failures), by when: at_door (a request refused before its work started, every slot and the queue being full), at_once or after_queue (at its first database call)",
             admission_shed.clone(),
         );
         registry.register(
@@ -439,6 +439,13 @@ impl Metrics {
             self.exemplar(span),
             Some(SystemTime::now()),
         );
+    }
+
+    /// Records one HTTP request answered without a span (shed at the door).
+    pub fn http_request_untraced(&self, labels: &HttpLabels, took: Duration) {
+        self.http_request_duration
+            .get_or_create(labels)
+            .observe(took.as_secs_f64(), None, None);
     }
 
     /// Records one database operation, run in `span`.

@@ -70,6 +70,16 @@ pub enum ApiError {
     ),
 }
 
+/// `detail` of a request shed by admission control.
+pub const OVERLOADED: &str = "Server busy: too many requests at once, retry shortly";
+
+/// `Retry-After` (whole seconds, HTTP's unit, at least 1) and `Retry-After-Ms` (at least 1)
+/// for a delay.
+pub fn retry_after_values(retry_after: Duration) -> (u64, u64) {
+    let ms = retry_after.as_millis().max(1) as u64;
+    (ms.div_ceil(1000).max(1), ms)
+}
+
 fn body(detail: impl Into<String>) -> Json<ErrorBody> {
     Json(ErrorBody {
         detail: detail.into(),
@@ -119,16 +129,12 @@ impl ApiError {
     /// 503 with `Retry-After`: shed by admission control (too many requests at once; the
     /// database is fine).
     pub fn overloaded(retry_after: Duration) -> Self {
-        Self::retry_later(
-            "Server busy: too many requests at once, retry shortly",
-            retry_after,
-        )
+        Self::retry_later(OVERLOADED, retry_after)
     }
 
     /// 503 with `Retry-After` and `detail`: a bounded resource is busy, retry later.
     pub fn retry_later(detail: &str, retry_after: Duration) -> Self {
-        let ms = retry_after.as_millis().max(1) as u64;
-        let secs = ms.div_ceil(1000).max(1);
+        let (secs, ms) = retry_after_values(retry_after);
         ApiError::Unavailable(
             Json(ErrorBody {
                 detail: detail.into(),

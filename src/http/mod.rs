@@ -10,6 +10,8 @@
 //! - [`client_addr`]: the client's address (trusted proxies, `X-Forwarded-For`).
 //! - [`rate_limit`]: per-address and per-account rate limits (429).
 //! - [`idempotency`]: `Idempotency-Key` on the creating POSTs (a retry applies at most once).
+//! - [`shed`]: the outermost layer; refuses database-backed requests at once while admission
+//!   control is saturated, before any other work is spent on them.
 //!
 //! The API description is served at `/openapi.json`, and an interactive page at `/docs`.
 
@@ -23,6 +25,7 @@ pub mod observe;
 pub mod probes;
 pub mod rate_limit;
 pub mod security;
+pub mod shed;
 
 use poem::middleware::Cors;
 use poem::{Endpoint, EndpointExt, Route};
@@ -34,6 +37,7 @@ use context::AppContext;
 use idempotency::Idempotency;
 use observe::{Observe, RouteTemplates};
 use probes::ServiceApi;
+use shed::{DatabaseRoutes, ShedAtDoor, ShedReply};
 
 /// Builds the whole application endpoint.
 pub fn build_endpoint(
@@ -43,26 +47,19 @@ pub fn build_endpoint(
 ) -> impl Endpoint + 'static {
     let apis = (ServiceApi { ctx: ctx.clone() }, api::all(&ctx));
     let templates = RouteTemplates::of(&apis);
+    let database_routes = DatabaseRoutes::of(&apis);
     let service = OpenApiService::new(apis, "AÏLA API", env!("CARGO_PKG_VERSION"))
         .description(api::DESCRIPTION);
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
-    // A front end on another origin reads only the CORS-safelisted headers unless others
-    // are exposed: the retry hints of a 503 and the replay marker of an idempotent answer.
-    let mut cors = Cors::new().allow_credentials(true).expose_headers([
-        "Retry-After",
-        "Retry-After-Ms",
-        "Idempotent-Replayed",
-    ]);
-    let origins: Vec<&str> = cors_allowed_origins
-        .split(',')
-        .map(str::trim)
-        .filter(|o| !o.is_empty() && *o != "*")
-        .collect();
-    if !origins.is_empty() {
-        cors = cors.allow_origins(origins);
-    }
     let metrics = ctx.metrics.clone();
+    // A request shed at the door gets the CORS headers any answer gets.
+    let shed_at_door = ShedAtDoor {
+        admission: ctx.gateway.admission().clone(),
+        metrics: metrics.clone(),
+        routes: database_routes,
+        reply: std::sync::Arc::new(ShedReply.with(cors(cors_allowed_origins))),
+    };
     Route::new()
         .at("/openapi.json", spec)
         .at("/api/", poem::get(probes::api_root_with_slash))
@@ -76,9 +73,31 @@ pub fn build_endpoint(
         .with(BodyLimit {
             max_bytes: body_limit_bytes,
         })
-        .with(cors)
+        .with(cors(cors_allowed_origins))
         // Admission control admits a request once, at its first database call.
         .around(|ep, req| admission::request_scope(async move { ep.call(req).await }))
         .data(ctx)
         .with(Observe { metrics, templates })
+        .with(shed_at_door)
+}
+
+/// The CORS layer: credentials allowed, for the configured origins (any when none is).
+fn cors(cors_allowed_origins: &str) -> Cors {
+    // A front end on another origin reads only the CORS-safelisted headers unless others
+    // are exposed: the retry hints of a 503 and the replay marker of an idempotent answer.
+    let cors = Cors::new().allow_credentials(true).expose_headers([
+        "Retry-After",
+        "Retry-After-Ms",
+        "Idempotent-Replayed",
+    ]);
+    let origins: Vec<&str> = cors_allowed_origins
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty() && *o != "*")
+        .collect();
+    if origins.is_empty() {
+        cors
+    } else {
+        cors.allow_origins(origins)
+    }
 }

@@ -121,6 +121,17 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// The request's id: the caller's `X-Request-Id` when it has one (at most 128 characters),
+/// else a new UUID.
+pub fn request_id(headers: &poem::http::HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
 /// `/api/persons/:id` (poem's syntax) as `/api/persons/{id}` (OpenTelemetry's).
 pub fn route_template(pattern: &str) -> String {
     pattern
@@ -139,13 +150,7 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
     async fn call(&self, req: Request) -> Result<Self::Output> {
         let started = Instant::now();
         let method = req.method().as_str().to_string();
-        let request_id = req
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128)
-            .map(str::to_string)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let request_id = request_id(req.headers());
         let parent = opentelemetry::global::get_text_map_propagator(|p| {
             p.extract(&HeaderExtractor(req.headers()))
         });

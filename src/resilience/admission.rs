@@ -234,15 +234,46 @@ impl Admission {
         if already_queued {
             return Entry::Queued;
         }
-        let c = &self.inner.config;
-        let rtt = st.recent_rtt.max(st.long_rtt);
-        let expected_wait = f64::from(st.queued + 1) * rtt / st.limit.max(1.0);
-        if st.queued < c.queue_length && expected_wait <= c.queue_timeout.as_secs_f64() {
+        if self.queue_has_room(&st) {
             st.queued += 1;
             return Entry::Queued;
         }
         self.count_shed(&mut st, now);
         Entry::Shed
+    }
+
+    /// The door check, for a request about to start work that will need the database: shed
+    /// it now, before it costs anything (parsing its body, verifying its token, its spans),
+    /// when its first call would be shed at once anyway (every slot taken and no room in the
+    /// queue, by length or by expected wait). Counted as an attempt and a shed, like a call
+    /// shed at once; `None` (not counted) lets the request go on, to be admitted or shed at
+    /// its first database call as usual. One lock, no waiting.
+    pub fn shed_at_door(&self) -> Option<Shed> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        if st.in_flight < st.limit as u32 || self.queue_has_room(&st) {
+            return None;
+        }
+        if now.duration_since(st.bucket_start) >= Duration::from_secs(1) {
+            st.bucket_start = now;
+            st.bucket_attempts = 0;
+            st.bucket_shed = 0;
+        }
+        st.bucket_attempts += 1;
+        self.count_shed(&mut st, now);
+        Some(Shed {
+            retry_after: retry_after_of(&st),
+            queued: false,
+        })
+    }
+
+    /// Room for one more in the queue: by its length, and by the expected wait of its next
+    /// place (`(queued + 1) * latency / limit`) against the queue timeout.
+    fn queue_has_room(&self, st: &State) -> bool {
+        let c = &self.inner.config;
+        let rtt = st.recent_rtt.max(st.long_rtt);
+        let expected_wait = f64::from(st.queued + 1) * rtt / st.limit.max(1.0);
+        st.queued < c.queue_length && expected_wait <= c.queue_timeout.as_secs_f64()
     }
 
     fn count_shed(&self, st: &mut State, now: Instant) {
@@ -263,8 +294,7 @@ impl Admission {
         // callers come back soon after it passes.
         // The latest latency when it is above the baseline: under a burst, calls take longer
         // and so does the room they make.
-        let st = self.lock();
-        Duration::from_secs_f64((st.recent_rtt.max(st.long_rtt) * 2.0).clamp(0.1, 1.0))
+        retry_after_of(&self.lock())
     }
 
     /// Waits for a slot (at most the queue timeout, and only when the queue has room).
@@ -383,6 +413,10 @@ impl Admission {
         let next = st.limit * (1.0 - c.smoothing) + next * c.smoothing;
         st.limit = next.clamp(f64::from(c.min_in_flight), f64::from(c.max_in_flight));
     }
+}
+
+fn retry_after_of(st: &State) -> Duration {
+    Duration::from_secs_f64((st.recent_rtt.max(st.long_rtt) * 2.0).clamp(0.1, 1.0))
 }
 
 struct QueueSlot<'a> {
@@ -509,6 +543,29 @@ mod tests {
             .unwrap()
             .expect("a released slot goes to the queue");
         assert_eq!(a.snapshot().shed_total, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_door_sheds_only_what_a_first_call_would_shed_at_once() {
+        let a = admission(1, 1);
+        assert_eq!(a.shed_at_door(), None, "a free slot");
+        let p = a.acquire().await.unwrap();
+        assert_eq!(a.shed_at_door(), None, "room in the queue");
+        let a2 = a.clone();
+        let queued = tokio::spawn(async move { a2.acquire().await.map(|_| ()) });
+        tokio::task::yield_now().await;
+        assert_eq!(a.snapshot().queued, 1);
+        let shed = a.shed_at_door().expect("slot and queue full");
+        assert!(!shed.queued);
+        assert!(shed.retry_after >= Duration::from_millis(100));
+        assert_eq!(a.snapshot().shed_total, 1, "counted as shed");
+        assert_eq!(a.snapshot().queued, 1, "the door never queues");
+        drop(p);
+        queued
+            .await
+            .unwrap()
+            .expect("the queued call gets the slot");
+        assert_eq!(a.shed_at_door(), None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,6 +8,7 @@ mod common;
 
 mod body_stream;
 mod capture;
+mod door;
 mod exposure;
 mod outage;
 mod process;

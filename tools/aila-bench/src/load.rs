@@ -148,6 +148,55 @@ pub async fn once(addr: SocketAddr, spec: &RequestSpec) -> Result<(u16, Bytes)> 
     Ok((status, body))
 }
 
+/// From `from`, one request every `every` on a keep-alive connection of its own, from a thread and a
+/// runtime of its own, until `stop`: the status and latency (nanoseconds) of each. What one
+/// more client sees while the closed-loop workers hold the service busy, without queueing
+/// behind them in the generator's own runtime (mostly asleep, it takes little CPU).
+pub fn probe(
+    addr: SocketAddr,
+    spec: Arc<RequestSpec>,
+    from: Instant,
+    every: Duration,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(u16, u64)>> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the probe");
+        rt.block_on(async move {
+            let host = HeaderValue::from_str(&addr.to_string()).expect("a valid host");
+            let mut seen = Vec::new();
+            let mut sender: Option<SendRequest<Full<Bytes>>> = None;
+            let mut next = from;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep_until(next).await;
+                next += every;
+                let Some(mut s) = (match sender.take() {
+                    Some(s) => Some(s),
+                    None => connect(addr).await.ok(),
+                }) else {
+                    continue;
+                };
+                let sent = Instant::now();
+                let outcome = async {
+                    s.ready().await?;
+                    let resp = s.send_request(spec.build(&host)).await?;
+                    let status = resp.status().as_u16();
+                    resp.into_body().collect().await?;
+                    Ok::<u16, hyper::Error>(status)
+                }
+                .await;
+                if let Ok(status) = outcome {
+                    seen.push((status, sent.elapsed().as_nanos() as u64));
+                    sender = Some(s);
+                }
+            }
+            seen
+        })
+    })
+}
+
 /// Runs one warm-up plus one measured window against `addr`. Must run on a
 /// single-threaded runtime (the caller's), which the workers share.
 pub async fn run(

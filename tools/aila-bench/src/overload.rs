@@ -4,6 +4,12 @@
 //! `/readiness` is sampled every 100 ms. Reported: trees served per second in both, their
 //! ratio, how fast shed answers come back, readiness samples that were not 200 and breaker
 //! transitions during the burst (read from `/metrics`).
+//!
+//! The burst's own latencies obey Little's law: 300 closed-loop connections answered at X
+//! per second wait 300 / X seconds on average, wherever the queue forms (the service's
+//! sockets or the generator's run queue). So a separate client on its own thread, one tree
+//! request every 20 ms during the measured window, also reports what one more user sees:
+//! how fast the service answers while the burst holds it busy.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -88,7 +94,7 @@ pub async fn overload(env: &Env) -> Result<ScenarioReport> {
         ..env.opts.load
     };
     let (svc_pid, db_pid) = (stack.svc.pid(), stack.db.pid());
-    let mut rows: Vec<[f64; 10]> = Vec::new();
+    let mut rows: Vec<[f64; 12]> = Vec::new();
     let mut statuses = std::collections::BTreeMap::<String, u64>::new();
     let mut errors = 0;
     for i in 0..env.opts.runs {
@@ -96,9 +102,26 @@ pub async fn overload(env: &Env) -> Result<ScenarioReport> {
         let before = metrics_text(addr).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = sample_status(addr, "/readiness", stop.clone());
+        let probe = load::probe(
+            addr,
+            spec.clone(),
+            tokio::time::Instant::now() + burst_cfg.warmup,
+            Duration::from_millis(20),
+            stop.clone(),
+        );
         let burst = load::run(addr, spec.clone(), burst_cfg, svc_pid, db_pid).await;
         stop.store(true, Ordering::Relaxed);
         let samples = sampler.await?;
+        let probed = tokio::task::spawn_blocking(move || probe.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the probe thread panicked"))?;
+        let mut probe_shed: Vec<u64> = probed
+            .iter()
+            .filter(|(s, _)| *s == 503)
+            .map(|(_, ns)| *ns)
+            .collect();
+        probe_shed.sort_unstable();
+        let probe_ms = |p: f64| percentile(&probe_shed, p).map_or(f64::NAN, |ns| ns as f64 / 1e6);
         let after = metrics_text(addr).await?;
         let family = "aila_db_circuit_breaker_transitions_total";
         let transitions = metric_sum(&after, family) - metric_sum(&before, family);
@@ -115,11 +138,15 @@ pub async fn overload(env: &Env) -> Result<ScenarioReport> {
             transitions,
             burst.cpu.1.unwrap_or(f64::NAN),
             burst.cpu.2.unwrap_or(f64::NAN),
+            probe_ms(50.0),
+            probe_ms(99.0),
         ];
         eprintln!(
             "  overload run {}/{}: unloaded {:.1} trees/s; burst {:.1} trees/s ({:.2}x), {:.0} shed/s \
-             (p50 {:.2} ms, p99 {:.2} ms); readiness not 200 in {not_ready} of {} samples; \
-             {transitions} breaker transitions; statuses {:?}, errors {}",
+             (p50 {:.2} ms, p99 {:.2} ms; a separate client: {} of {} shed, p50 {:.2} ms, \
+             p99 {:.2} ms); readiness not 200 in {not_ready} of {} samples; \
+             {transitions} breaker transitions; service CPU {:.0} %, database CPU {:.0} %, \
+             generator CPU {:.0} %; statuses {:?}, errors {}",
             i + 1,
             env.opts.runs,
             row[0],
@@ -128,7 +155,14 @@ pub async fn overload(env: &Env) -> Result<ScenarioReport> {
             row[3],
             row[4],
             row[5],
+            probe_shed.len(),
+            probed.len(),
+            row[10],
+            row[11],
             samples.len(),
+            row[8],
+            row[9],
+            burst.cpu.0,
             burst.statuses,
             burst.errors
         );
@@ -178,6 +212,18 @@ pub async fn overload(env: &Env) -> Result<ScenarioReport> {
             "count",
             col(7),
             Some(Target::Below(1.0)),
+        ),
+        Metric::new(
+            "shed answer p50, a separate client (one request every 20 ms)",
+            "ms",
+            col(10),
+            None,
+        ),
+        Metric::new(
+            "shed answer p99, a separate client (one request every 20 ms)",
+            "ms",
+            col(11),
+            None,
         ),
         Metric::new("service CPU (burst)", "% of a core", col(8), None),
         Metric::new("database CPU (burst)", "% of a core", col(9), None),
