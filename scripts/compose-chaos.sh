@@ -52,13 +52,17 @@ die() {
 }
 run_start=$SECONDS
 
-# Waits until "$@" succeeds, at most $deadline seconds; says what it waited for.
+# wait_for WHAT SECONDS COMMAND...: polls COMMAND until it succeeds; after SECONDS says
+# what it gave up on and fails.
 wait_for() {
 	local what="$1" deadline="$2"
 	shift 2
-	local until=$((SECONDS + deadline))
+	local give_up_at=$((SECONDS + deadline))
 	until "$@" >/dev/null 2>&1; do
-		((SECONDS < until)) || return 1
+		if ((SECONDS >= give_up_at)); then
+			echo "compose-chaos: gave up waiting for $what after $deadline s" >&2
+			return 1
+		fi
 		sleep 0.5
 	done
 }

@@ -164,16 +164,8 @@ pub async fn find_usable(
     purpose: Purpose,
     token: &str,
 ) -> Result<Option<EmailTokenDoc>, DbError> {
-    if !well_formed(token) {
-        return Ok(None);
-    }
-    let filter = usable(purpose, token);
-    gw.run(
-        "find_one",
-        EMAIL_TOKENS,
-        |c: Collection<EmailTokenDoc>| async move { c.find_one(filter).await },
-    )
-    .await
+    let found = find_unexpired(gw, purpose, token).await?;
+    Ok(found.filter(|t| t.used_at.is_none()))
 }
 
 /// Uses the token up: returns it when it was unused and unexpired, and marks it used in
