@@ -241,6 +241,16 @@ pub struct TestApp {
     pub db_name: String,
 }
 
+/// The `/metrics` exposition of `app`.
+pub async fn metrics_text(app: &TestApp) -> String {
+    reqwest::get(format!("{}/metrics", app.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Starts the service against `mongo_url` with the test settings.
 pub async fn spawn_app(mongo_url: &str) -> TestApp {
     spawn_app_with(mongo_url, &[]).await

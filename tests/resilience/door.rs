@@ -21,15 +21,6 @@ async fn get_tree(app: &TestApp, token: &str, request_id: &str) -> reqwest::Resp
         .expect("the service answers")
 }
 
-async fn metrics(app: &TestApp) -> String {
-    reqwest::get(format!("{}/metrics", app.address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// The value of the first sample of `family` whose line contains every one of `labels`.
 fn sample(text: &str, family: &str, labels: &[&str]) -> f64 {
     text.lines()
@@ -78,7 +69,7 @@ async fn a_request_meeting_a_saturated_limiter_is_shed_before_its_token_or_its_s
         }
     };
     assert_eq!(admission.snapshot().in_flight, 1);
-    let before = metrics(&app).await;
+    let before = crate::common::metrics_text(&app).await;
 
     let shed = get_tree(&app, &token, "door-valid").await;
     let forged = get_tree(&app, "not.a.jwt", "door-forged").await;
@@ -109,7 +100,7 @@ async fn a_request_meeting_a_saturated_limiter_is_shed_before_its_token_or_its_s
         assert_eq!(r.status, 200, "{probe}: {}", r.body);
     }
 
-    let after = metrics(&app).await;
+    let after = crate::common::metrics_text(&app).await;
     let delta = |family: &str, labels: &[&str]| {
         sample(&after, family, labels) - sample(&before, family, labels)
     };

@@ -126,18 +126,9 @@ impl Load {
     }
 }
 
-async fn metrics(app: &TestApp) -> String {
-    reqwest::get(format!("{}/metrics", app.address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// Every breaker transition so far, whatever its direction.
 async fn breaker_transitions(app: &TestApp) -> f64 {
-    metrics(app)
+    crate::common::metrics_text(app)
         .await
         .lines()
         .filter(|l| l.starts_with("aila_db_circuit_breaker_transitions_total{"))
@@ -203,7 +194,7 @@ async fn a_secondary_down_is_a_gauge_and_a_log_line_not_an_outage() {
         "failed writes and breaker transitions while a secondary is down"
     );
     let down = member(&app, &secondary).await;
-    let text = metrics(&app).await;
+    let text = crate::common::metrics_text(&app).await;
     load.wait_more_ok(20).await;
     set.member_up(2).unwrap();
     wait_until("the service to see the secondary back", || async {
@@ -324,7 +315,10 @@ async fn all_members_down_is_an_outage_and_the_set_recovers() {
     assert_eq!(members.len(), 3, "{}", h.body);
     assert!(members.iter().all(|m| m["state"] == "down"), "{}", h.body);
     assert_eq!(
-        gauge(&metrics(&app).await, "aila_db_members{state=\"down\"}"),
+        gauge(
+            &crate::common::metrics_text(&app).await,
+            "aila_db_members{state=\"down\"}"
+        ),
         Some(3.0)
     );
 

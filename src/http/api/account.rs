@@ -208,14 +208,10 @@ impl AccountApi {
             if !user.email_verified {
                 return Ok(invalid_link_page(ctx, what));
             }
-            return Ok(page(
-                true,
-                "Adresse e-mail confirmée",
-                &format!(
-                    "<p>L'adresse {} est déjà confirmée.</p>\n<p><a href=\"{}\">Ouvrir AÏLA</a></p>",
-                    escape(&found.email),
-                    escape(&app_link(ctx)),
-                ),
+            return Ok(confirmed_page(
+                ctx,
+                &format!("L'adresse {} est déjà confirmée.", escape(&found.email)),
+                "",
             ));
         }
         // Idempotent steps first, the token used up last: a failure on the way leaves the
@@ -233,14 +229,10 @@ impl AccountApi {
         } else {
             String::new()
         };
-        Ok(page(
-            true,
-            "Adresse e-mail confirmée",
-            &format!(
-                "<p>Merci ! L'adresse {} est confirmée.</p>\n{shared}<p><a href=\"{}\">Ouvrir AÏLA</a></p>",
-                escape(&found.email),
-                escape(&app_link(ctx)),
-            ),
+        Ok(confirmed_page(
+            ctx,
+            &format!("Merci ! L'adresse {} est confirmée.", escape(&found.email)),
+            &shared,
         ))
     }
 
@@ -426,5 +418,18 @@ document.getElementById("reset").addEventListener("submit", async function (e) {
 }});
 </script>"#,
         token = escape(token)
+    )
+}
+
+/// The page of a confirmed address: `sentence` (HTML, escaped by the caller), then `extra`
+/// (HTML), then the link to the app.
+fn confirmed_page(ctx: &AppContext, sentence: &str, extra: &str) -> Page {
+    page(
+        true,
+        "Adresse e-mail confirmée",
+        &format!(
+            "<p>{sentence}</p>\n{extra}<p><a href=\"{}\">Ouvrir AÏLA</a></p>",
+            escape(&app_link(ctx)),
+        ),
     )
 }

@@ -127,6 +127,19 @@ struct WorkerTally {
     errors: u64,
 }
 
+/// Sends one request of `spec` on `s` and reads its whole answer; its status.
+async fn send_one(
+    s: &mut SendRequest<Full<Bytes>>,
+    spec: &RequestSpec,
+    host: &HeaderValue,
+) -> Result<u16, hyper::Error> {
+    s.ready().await?;
+    let resp = s.send_request(spec.build(host)).await?;
+    let status = resp.status().as_u16();
+    resp.into_body().collect().await?;
+    Ok(status)
+}
+
 async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
@@ -179,14 +192,7 @@ pub fn probe(
                     continue;
                 };
                 let sent = Instant::now();
-                let outcome = async {
-                    s.ready().await?;
-                    let resp = s.send_request(spec.build(&host)).await?;
-                    let status = resp.status().as_u16();
-                    resp.into_body().collect().await?;
-                    Ok::<u16, hyper::Error>(status)
-                }
-                .await;
+                let outcome = send_one(&mut s, &spec, &host).await;
                 if let Ok(status) = outcome {
                     seen.push((status, sent.elapsed().as_nanos() as u64));
                     sender = Some(s);
@@ -255,14 +261,7 @@ pub async fn run(
                     advance(&mut due, interval);
                     continue;
                 };
-                let outcome = async {
-                    s.ready().await?;
-                    let resp = s.send_request(spec.build(&host)).await?;
-                    let status = resp.status().as_u16();
-                    resp.into_body().collect().await?;
-                    Ok::<u16, hyper::Error>(status)
-                }
-                .await;
+                let outcome = send_one(&mut s, &spec, &host).await;
                 let done = Instant::now();
                 match outcome {
                     Ok(status) => {
