@@ -202,6 +202,18 @@ pub const SETTINGS: &[Setting] = &[
         doc: "Pending (not yet reviewed) contributions one contributor may have; beyond: 400",
     },
     Setting {
+        env: "TREE_CACHE_MAX_BYTES",
+        key: "limits.tree_cache_max_bytes",
+        default: "16777216",
+        doc: "Memory for this replica's kept GET /api/tree answers (checked against the owner's tree version on every request); 0: off",
+    },
+    Setting {
+        env: "TREE_CACHE_TTL_MS",
+        key: "limits.tree_cache_ttl_ms",
+        default: "30000",
+        doc: "Longest a kept GET /api/tree answer is served: bounds how long a write that bypassed this service (the old service, a script) goes unseen",
+    },
+    Setting {
         env: "MONGO_URL",
         key: "mongo.url",
         default: "mongodb://localhost:27017",
@@ -746,6 +758,10 @@ pub struct LimitSettings {
     pub persons_per_owner: u64,
     /// Pending contributions per contributor.
     pub pending_contributions_per_contributor: u64,
+    /// Bytes of kept tree answers (0: no cache).
+    pub tree_cache_max_bytes: u64,
+    /// Longest a kept tree answer is served, milliseconds.
+    pub tree_cache_ttl_ms: u64,
 }
 
 /// Preview-session housekeeping.
@@ -1084,6 +1100,8 @@ fn built_in_defaults() -> RawSettings {
             preview_session_max_bytes: 12 * 1024 * 1024,
             persons_per_owner: 1_000,
             pending_contributions_per_contributor: 50,
+            tree_cache_max_bytes: 16 * 1024 * 1024,
+            tree_cache_ttl_ms: 30_000,
         },
         auth: RawAuth { jwt_secret: None },
         mail: RawMail {

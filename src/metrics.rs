@@ -107,6 +107,13 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of cache lookups: `hit` or `miss`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LookupLabels {
+    /// `hit` or `miss`.
+    pub result: &'static str,
+}
+
 /// The exemplar of a latency sample: the trace it belongs to.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TraceExemplar {
@@ -186,6 +193,10 @@ pub struct Metrics {
     pub mail_retries: Family<MailLabels, Counter>,
     /// Mail waiting in the queue or being sent now.
     pub mail_queued: Gauge,
+    /// `GET /api/tree` answers looked up in this replica's tree cache, by result.
+    pub tree_cache_lookups: Family<LookupLabels, Counter>,
+    /// Bytes of answers the tree cache holds.
+    pub tree_cache_bytes: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -229,6 +240,22 @@ impl Metrics {
         let mail_failed = Family::<MailFailedLabels, Counter>::default();
         let mail_retries = Family::<MailLabels, Counter>::default();
         let mail_queued = Gauge::default();
+        let tree_cache_lookups = Family::<LookupLabels, Counter>::default();
+        for result in ["hit", "miss"] {
+            let _ = tree_cache_lookups.get_or_create(&LookupLabels { result });
+        }
+        let tree_cache_bytes = Gauge::default();
+        registry.register(
+            "tree_cache_lookups",
+            "GET /api/tree answers looked up in this replica's cache of assembled trees, by result (hit: served without reading persons and links)",
+            tree_cache_lookups.clone(),
+        );
+        registry.register_with_unit(
+            "tree_cache",
+            "Size of the assembled trees this replica keeps",
+            prometheus_client::registry::Unit::Bytes,
+            tree_cache_bytes.clone(),
+        );
         registry.register(
             "mail_sent",
             "Mail accepted by the mail server, by kind",
@@ -397,6 +424,8 @@ impl Metrics {
             mail_failed,
             mail_retries,
             mail_queued,
+            tree_cache_lookups,
+            tree_cache_bytes,
         })
     }
 

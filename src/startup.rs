@@ -26,6 +26,7 @@ use crate::config::{OtelSettings, Settings};
 use crate::db::Gateway;
 use crate::db::state::DbState;
 use crate::db::supervisor::Supervisor;
+use crate::http::api::tree_cache::TreeCache;
 use crate::http::client_addr::TrustedProxies;
 use crate::http::context::{AppContext, AppInner, ListLimits};
 use crate::http::rate_limit::RateLimits;
@@ -145,6 +146,11 @@ impl Application {
             verification_ttl: settings.mail.verification_ttl,
             password_reset_ttl: settings.mail.password_reset_ttl,
             idempotency_ttl: Duration::from_secs(settings.idempotency.key_ttl_secs),
+            tree_cache: TreeCache::new(
+                settings.limits.tree_cache_max_bytes,
+                Duration::from_millis(settings.limits.tree_cache_ttl_ms),
+                metrics.clone(),
+            ),
         }));
 
         // The port first: answering before any database I/O.

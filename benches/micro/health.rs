@@ -17,6 +17,7 @@ use aila_api::auth::token::TokenCodec;
 use aila_api::config::LimitSettings;
 use aila_api::db::Gateway;
 use aila_api::db::state::{DbState, DbStatus, IndexFailure};
+use aila_api::http::api::tree_cache::TreeCache;
 use aila_api::http::context::{AppContext, AppInner, ListLimits};
 use aila_api::http::probes::health_report;
 use aila_api::http::rate_limit::RateLimits;
@@ -91,11 +92,14 @@ fn context() -> (AppContext, watch::Sender<DbState>) {
             preview_session_max_bytes: 12 * 1024 * 1024,
             persons_per_owner: 1_000,
             pending_contributions_per_contributor: 50,
+            tree_cache_max_bytes: 0,
+            tree_cache_ttl_ms: 0,
         },
         mailer: aila_api::mail::Mailer::disabled(metrics.clone(), "http://localhost:8001"),
         verification_ttl: Duration::from_secs(48 * 3600),
         password_reset_ttl: Duration::from_secs(1800),
         idempotency_ttl: Duration::from_secs(24 * 3600),
+        tree_cache: TreeCache::new(0, Duration::ZERO, metrics.clone()),
     }));
     (ctx, tx)
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::api::tree_cache::TreeCache;
 use super::client_addr::TrustedProxies;
 use super::rate_limit::RateLimits;
 use crate::auth::password::Hasher;
@@ -59,6 +60,8 @@ pub struct AppInner {
     pub password_reset_ttl: Duration,
     /// How long an `Idempotency-Key` counts.
     pub idempotency_ttl: Duration,
+    /// This replica's kept `GET /api/tree` answers.
+    pub tree_cache: TreeCache,
 }
 
 /// Caps on list sizes (the old service's, now documented in the API description).

@@ -3,7 +3,8 @@
 //!
 //! Callers check that both persons belong to the tree before inserting
 //! ([`both_persons_owned`]); deleting a person deletes its links first
-//! ([`delete_for_person`], called by [`super::persons::delete_with_links`]).
+//! ([`delete_for_person`], called by [`super::persons::delete_with_links`]). Every write
+//! raises the owner's tree version after it ([`super::tree_version`]).
 
 use bson::oid::ObjectId;
 use bson::{Bson, RawDocument, doc};
@@ -14,6 +15,7 @@ use super::dates::{self, opt_date};
 use super::persons;
 use super::raw::{self, FromRaw, Seen};
 use super::text::{self, text};
+use super::tree_version;
 use crate::db::{DbError, Gateway};
 use crate::domain::enums::LinkType;
 
@@ -155,14 +157,17 @@ pub async fn insert_with_id(
             |c: Collection<LinkDoc>| async move { c.insert_one(doc).await.map(|_| ()) },
         )
         .await;
-    match inserted {
-        Ok(()) => Ok(link),
+    let link = match inserted {
+        Ok(()) => link,
         Err(DbError::DuplicateKey(key)) => match find_by_id(gw, link.id).await? {
-            Some(existing) if existing.user_id == link.user_id => Ok(existing),
-            _ => Err(DbError::DuplicateKey(key)),
+            // A retried write: its first attempt may have failed before raising the version.
+            Some(existing) if existing.user_id == link.user_id => existing,
+            _ => return Err(DbError::DuplicateKey(key)),
         },
-        Err(e) => Err(e),
-    }
+        Err(e) => return Err(e),
+    };
+    tree_version::bump(gw, owner).await?;
+    Ok(link)
 }
 
 /// Link `id`, whoever owns it.
@@ -185,18 +190,21 @@ pub async fn list_for_owner(
     raw::find_sorted_raw(gw, FAMILY_LINKS, filter, doc! { "_id": 1 }, limit).await
 }
 
-/// Deletes link `id`. False when there was none.
-pub async fn delete(gw: &Gateway, id: ObjectId) -> Result<bool, DbError> {
-    gw.run(
-        "delete_one",
-        FAMILY_LINKS,
-        |c: Collection<LinkDoc>| async move {
-            c.delete_one(doc! { "_id": id })
-                .await
-                .map(|r| r.deleted_count > 0)
-        },
-    )
-    .await
+/// Deletes link `id` of `owner`'s tree. False when there was none.
+pub async fn delete(gw: &Gateway, id: ObjectId, owner: &str) -> Result<bool, DbError> {
+    let deleted = gw
+        .run(
+            "delete_one",
+            FAMILY_LINKS,
+            |c: Collection<LinkDoc>| async move {
+                c.delete_one(doc! { "_id": id })
+                    .await
+                    .map(|r| r.deleted_count > 0)
+            },
+        )
+        .await?;
+    tree_version::bump(gw, owner).await?;
+    Ok(deleted)
 }
 
 /// Deletes every link that names person `person_id` (hex) on either side. Returns how many.
@@ -221,10 +229,15 @@ pub async fn delete_for_person(gw: &Gateway, person_id: &str) -> Result<u64, DbE
 /// Deletes every link of `owner`'s tree. Returns how many.
 pub async fn delete_for_owner(gw: &Gateway, owner: &str) -> Result<u64, DbError> {
     let filter = doc! { "user_id": owner };
-    gw.run(
-        "delete_many",
-        FAMILY_LINKS,
-        |c: Collection<LinkDoc>| async move { c.delete_many(filter).await.map(|r| r.deleted_count) },
-    )
-    .await
+    let deleted = gw
+        .run(
+            "delete_many",
+            FAMILY_LINKS,
+            |c: Collection<LinkDoc>| async move {
+                c.delete_many(filter).await.map(|r| r.deleted_count)
+            },
+        )
+        .await?;
+    tree_version::bump(gw, owner).await?;
+    Ok(deleted)
 }

@@ -16,6 +16,7 @@ pub mod raw;
 pub mod sweep;
 pub mod text;
 pub mod tree_import;
+pub mod tree_version;
 pub mod users;
 
 use bson::Document;

@@ -3,7 +3,8 @@
 //! Only fields of [`PersonInput`] / [`PersonUpdate`] are ever written, so nothing else can
 //! get into a tree. Deleting a person deletes its links first ([`delete_with_links`]): a
 //! failure in between leaves the person without some links, never a link to nobody, and a
-//! retry finishes the job.
+//! retry finishes the job. Every write raises the owner's tree version after it
+//! ([`super::tree_version`]).
 
 use bson::oid::ObjectId;
 use bson::{Document, RawDocument, doc};
@@ -15,6 +16,7 @@ use super::dates::{self, opt_date};
 use super::links;
 use super::raw::{self, FromRaw, Seen};
 use super::text::{self, flag, opt_text, text};
+use super::tree_version;
 use crate::db::{DbError, Gateway};
 use crate::domain::enums::Gender;
 use crate::domain::person::{PersonInput, PersonUpdate};
@@ -225,14 +227,17 @@ pub async fn insert_with_id(
             |c: Collection<PersonDoc>| async move { c.insert_one(doc).await.map(|_| ()) },
         )
         .await;
-    match inserted {
-        Ok(()) => Ok(person),
+    let person = match inserted {
+        Ok(()) => person,
         Err(DbError::DuplicateKey(key)) => match find_owned(gw, id, owner).await? {
-            Some(existing) => Ok(existing),
-            None => Err(DbError::DuplicateKey(key)),
+            // A retried write: its first attempt may have failed before raising the version.
+            Some(existing) => existing,
+            None => return Err(DbError::DuplicateKey(key)),
         },
-        Err(e) => Err(e),
-    }
+        Err(e) => return Err(e),
+    };
+    tree_version::bump(gw, owner).await?;
+    Ok(person)
 }
 
 /// Person `id`, whoever owns it.
@@ -300,44 +305,57 @@ pub async fn update(
     if set.is_empty() {
         return find_by_id(gw, id).await;
     }
-    gw.run(
-        "find_one_and_update",
-        PERSONS,
-        |c: Collection<PersonDoc>| async move {
-            c.find_one_and_update(doc! { "_id": id }, doc! { "$set": set })
-                .return_document(ReturnDocument::After)
-                .await
-        },
-    )
-    .await
+    let updated = gw
+        .run(
+            "find_one_and_update",
+            PERSONS,
+            |c: Collection<PersonDoc>| async move {
+                c.find_one_and_update(doc! { "_id": id }, doc! { "$set": set })
+                    .return_document(ReturnDocument::After)
+                    .await
+            },
+        )
+        .await?;
+    if let Some(person) = &updated {
+        tree_version::bump(gw, &person.user_id).await?;
+    }
+    Ok(updated)
 }
 
-/// Deletes person `id` and every link that names it, links first. True when the person
-/// existed. Safe to retry after a failure halfway.
-pub async fn delete_with_links(gw: &Gateway, id: ObjectId) -> Result<bool, DbError> {
+/// Deletes person `id` of `owner`'s tree and every link that names it, links first. True
+/// when the person existed. Safe to retry after a failure halfway.
+pub async fn delete_with_links(gw: &Gateway, id: ObjectId, owner: &str) -> Result<bool, DbError> {
     links::delete_for_person(gw, &id.to_hex()).await?;
-    gw.run(
-        "delete_one",
-        PERSONS,
-        |c: Collection<PersonDoc>| async move {
-            c.delete_one(doc! { "_id": id })
-                .await
-                .map(|r| r.deleted_count > 0)
-        },
-    )
-    .await
+    let deleted = gw
+        .run(
+            "delete_one",
+            PERSONS,
+            |c: Collection<PersonDoc>| async move {
+                c.delete_one(doc! { "_id": id })
+                    .await
+                    .map(|r| r.deleted_count > 0)
+            },
+        )
+        .await?;
+    tree_version::bump(gw, owner).await?;
+    Ok(deleted)
 }
 
 /// Deletes every person of `owner`'s tree (their links are the caller's to delete first:
 /// see [`links::delete_for_owner`]). Returns how many.
 pub async fn delete_for_owner(gw: &Gateway, owner: &str) -> Result<u64, DbError> {
     let filter = doc! { "user_id": owner };
-    gw.run(
-        "delete_many",
-        PERSONS,
-        |c: Collection<PersonDoc>| async move { c.delete_many(filter).await.map(|r| r.deleted_count) },
-    )
-    .await
+    let deleted = gw
+        .run(
+            "delete_many",
+            PERSONS,
+            |c: Collection<PersonDoc>| async move {
+                c.delete_many(filter).await.map(|r| r.deleted_count)
+            },
+        )
+        .await?;
+    tree_version::bump(gw, owner).await?;
+    Ok(deleted)
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //!
 //! The documents are [`PersonDoc`] and [`LinkDoc`], as the person and link routes write them.
 //! Unlike [`super::persons::insert_with_id`] (one call per document), this is one read and
-//! one `insert_many` per batch.
+//! one `insert_many` per batch. Like it, each batch then raises its owners' tree versions
+//! ([`super::tree_version`]).
 
 use bson::oid::ObjectId;
 use bson::{Document, doc};
@@ -17,6 +18,7 @@ use serde::Serialize;
 
 use super::links::{FAMILY_LINKS, LinkDoc};
 use super::persons::{PERSONS, PersonDoc};
+use super::tree_version;
 use crate::db::{DbError, Gateway};
 
 fn to_document<T: Serialize>(value: &T) -> Result<Document, DbError> {
@@ -79,7 +81,10 @@ pub async fn insert_persons_missing(gw: &Gateway, persons: &[PersonDoc]) -> Resu
     for p in persons {
         docs.push((p.id, to_document(p)?));
     }
-    insert_missing(gw, PERSONS, docs).await
+    let inserted = insert_missing(gw, PERSONS, docs).await?;
+    // Even when nothing was missing: a retry after a failed raise raises it.
+    tree_version::bump_each(gw, persons.iter().map(|p| p.user_id.clone()).collect()).await?;
+    Ok(inserted)
 }
 
 /// Inserts the links not present yet (by id). Returns how many were inserted.
@@ -88,5 +93,7 @@ pub async fn insert_links_missing(gw: &Gateway, links: &[LinkDoc]) -> Result<u64
     for l in links {
         docs.push((l.id, to_document(l)?));
     }
-    insert_missing(gw, FAMILY_LINKS, docs).await
+    let inserted = insert_missing(gw, FAMILY_LINKS, docs).await?;
+    tree_version::bump_each(gw, links.iter().map(|l| l.user_id.clone()).collect()).await?;
+    Ok(inserted)
 }

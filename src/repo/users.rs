@@ -86,6 +86,14 @@ pub struct UserDoc {
         skip_serializing_if = "Option::is_none"
     )]
     pub email_verified_at: Option<bson::DateTime>,
+    /// Raised by every write to this user's persons and links ([`super::tree_version`]);
+    /// missing: 0.
+    #[serde(
+        default,
+        deserialize_with = "super::tree_version::read",
+        skip_serializing_if = "super::tree_version::is_unset"
+    )]
+    pub tree_version: i64,
 }
 
 impl UserDoc {
@@ -127,7 +135,7 @@ pub struct NewUser {
 #[derive(Debug, Clone)]
 pub enum Created {
     /// The new user (admin if it was the first).
-    User(UserDoc),
+    User(Box<UserDoc>),
     /// A user with this email exists already.
     EmailTaken,
 }
@@ -366,6 +374,7 @@ pub async fn create_with_id(
         tokens_valid_after: None,
         email_verified: false,
         email_verified_at: None,
+        tree_version: 0,
     };
     let doc = user.clone();
     let inserted = gateway
@@ -374,7 +383,7 @@ pub async fn create_with_id(
         })
         .await;
     match inserted {
-        Ok(()) => Ok(Created::User(user)),
+        Ok(()) => Ok(Created::User(Box::new(user))),
         Err(e) => {
             if is_admin {
                 // Best effort: give the marker back so the next first registration wins it

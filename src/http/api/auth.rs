@@ -268,7 +268,7 @@ impl AuthApi {
         )
         .await?;
         let user = match created {
-            Created::User(user) => user,
+            Created::User(user) => *user,
             Created::EmailTaken => {
                 return Err(ApiError::bad_request("Email already registered").into());
             }

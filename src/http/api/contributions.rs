@@ -359,7 +359,7 @@ impl ContributionsApi {
             Change::DeletePerson(person) => {
                 // Already gone (a retried approval, or deleted meanwhile): nothing to do.
                 if persons::find_owned(gw, person, owner).await?.is_some() {
-                    persons::delete_with_links(gw, person).await?;
+                    persons::delete_with_links(gw, person, owner).await?;
                 }
             }
             Change::AddLink(p1, p2, link_type) => {
@@ -375,7 +375,7 @@ impl ContributionsApi {
                     .await?
                     .is_some_and(|l| l.user_id == owner)
                 {
-                    links::delete(gw, link).await?;
+                    links::delete(gw, link, owner).await?;
                 }
             }
         }

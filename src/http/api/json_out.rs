@@ -1,4 +1,4 @@
-//! [`JsonOut`]: a JSON answer described in the API description exactly as poem-openapi's
+//! [`JsonOut`] (and [`JsonBytes`], the same answer written before): a JSON answer described in the API description exactly as poem-openapi's
 //! `Json` is (the schema of `T`), but written by serde straight into the body.
 //!
 //! poem-openapi's `Json` first builds a `serde_json::Value` of the whole answer (an ordered
@@ -53,6 +53,56 @@ impl<T: Type + ToJSON + Serialize + Send> ApiResponse for JsonOut<T> {
     }
 }
 
+/// A 200 JSON answer already written (by serde, from a `T`): described as `T` is, sent as
+/// it is (a kept answer costs no copy).
+#[derive(Debug, Clone)]
+pub struct JsonBytes<T> {
+    body: bytes::Bytes,
+    of: std::marker::PhantomData<fn() -> T>,
+}
+
+json_payload!(JsonBytes);
+
+impl<T: Serialize> JsonBytes<T> {
+    /// Writes `value` (an error only for what serde cannot write: see [`JsonOut`]).
+    pub fn write(value: &T) -> Result<Self, serde_json::Error> {
+        serde_json::to_vec(value).map(|body| Self::kept(body.into()))
+    }
+}
+
+impl<T> JsonBytes<T> {
+    /// An answer written before.
+    pub fn kept(body: bytes::Bytes) -> Self {
+        Self {
+            body,
+            of: std::marker::PhantomData,
+        }
+    }
+
+    /// The JSON text.
+    pub fn bytes(&self) -> &bytes::Bytes {
+        &self.body
+    }
+}
+
+impl<T: Send> IntoResponse for JsonBytes<T> {
+    fn into_response(self) -> Response {
+        Response::builder()
+            .content_type(<Json<bool> as Payload>::CONTENT_TYPE)
+            .body(self.body)
+    }
+}
+
+impl<T: Type + ToJSON + Serialize + Send> ApiResponse for JsonBytes<T> {
+    fn meta() -> MetaResponses {
+        <Json<T> as ApiResponse>::meta()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+}
+
 /// Asserts that serde writes `value` as poem-openapi's `ToJSON` does (same fields, same
 /// values, same order), so switching an answer to [`JsonOut`] changes no byte of it.
 #[cfg(test)]
@@ -95,5 +145,22 @@ mod tests {
         let ours = serde_json::to_value(format!("{:?}", JsonOut::<Vec<String>>::meta())).unwrap();
         let theirs = serde_json::to_value(format!("{:?}", Json::<Vec<String>>::meta())).unwrap();
         assert_eq!(ours, theirs);
+        let written = format!("{:?}", JsonBytes::<Vec<String>>::meta());
+        assert_eq!(serde_json::to_value(written).unwrap(), theirs);
+    }
+
+    #[test]
+    fn an_answer_written_before_is_sent_as_jsonout_sends_it() {
+        let value = vec!["a".to_string(), "é".to_string()];
+        let written = JsonBytes::write(&value).unwrap().into_response();
+        let direct = JsonOut(value).into_response();
+        assert_eq!(written.status(), direct.status());
+        assert_eq!(
+            written.headers().get(header::CONTENT_TYPE),
+            direct.headers().get(header::CONTENT_TYPE)
+        );
+        let a = futures::executor::block_on(written.into_body().into_vec()).unwrap();
+        let b = futures::executor::block_on(direct.into_body().into_vec()).unwrap();
+        assert_eq!(a, b);
     }
 }

@@ -168,7 +168,7 @@ impl LinksApi {
                 "Not allowed: only the tree's owner or an admin may delete this link",
             ));
         }
-        links::delete(gw, id).await?;
+        links::delete(gw, id, &link.user_id).await?;
         Ok(Message::json("Link deleted"))
     }
 }

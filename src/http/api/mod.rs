@@ -37,6 +37,7 @@ pub mod links;
 pub mod message;
 pub mod persons;
 pub mod tree;
+pub mod tree_cache;
 pub mod users;
 
 // Part B.

@@ -221,7 +221,7 @@ impl PersonsApi {
     #[oai(path = "/persons/:id", method = "delete")]
     async fn delete(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<Message>> {
         let person = changeable(&self.ctx, &auth.0, &id.0).await?;
-        persons::delete_with_links(&self.ctx.gateway, person.id).await?;
+        persons::delete_with_links(&self.ctx.gateway, person.id, &person.user_id).await?;
         Ok(Message::json("Person deleted"))
     }
 }

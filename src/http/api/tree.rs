@@ -1,15 +1,16 @@
-//! `GET /api/tree`: the caller's whole tree in one answer, and the tree object the shared
-//! tree route answers too ([`TreeOut`]).
+//! `GET /api/tree`: the caller's whole tree in one answer, kept by this replica until the
+//! tree's version moves ([`super::tree_cache`]), and the tree object the shared tree route
+//! answers too ([`TreeOut`]).
 
 use poem_openapi::{Object, OpenApi, Tags};
 use serde::Serialize;
 
-use super::json_out::JsonOut;
+use super::json_out::JsonBytes;
 use super::links::LinkOut;
 use super::persons::PersonOut;
 use crate::db::{DbError, Gateway};
 use crate::http::context::AppContext;
-use crate::http::error::ApiResult;
+use crate::http::error::{ApiError, ApiResult};
 use crate::http::security::BearerAuth;
 use crate::repo::{links, persons};
 
@@ -55,9 +56,20 @@ impl TreeApi {
     ///
     /// Each list oldest first, at most 500.
     #[oai(path = "/tree", method = "get")]
-    async fn tree(&self, auth: BearerAuth) -> ApiResult<JsonOut<TreeOut>> {
+    async fn tree(&self, auth: BearerAuth) -> ApiResult<JsonBytes<TreeOut>> {
+        // The version came with the caller's user document (authentication read it).
+        let (owner, version) = (auth.0.id(), auth.0.user.tree_version);
+        if let Some(kept) = self.ctx.tree_cache.get(owner, version) {
+            return Ok(JsonBytes::kept(kept));
+        }
         let tree = load_tree(&self.ctx.gateway, &auth.0.id_hex(), self.ctx.limits.items).await?;
-        Ok(JsonOut(tree))
+        let answer = JsonBytes::write(&tree).map_err(|e| {
+            ApiError::internal(format!("the tree could not be written as JSON: {e}"))
+        })?;
+        self.ctx
+            .tree_cache
+            .put(owner, version, answer.bytes().clone());
+        Ok(answer)
     }
 }
 
