@@ -134,6 +134,7 @@ impl Telemetry {
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
                 .boxed(),
             LogFormat::Json => tracing_subscriber::fmt::layer()
+                .fmt_fields(NoSpanFields)
                 .event_format(JsonWithTrace)
                 .boxed(),
         };
@@ -260,6 +261,21 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
+    }
+}
+
+/// The span fields of the JSON layer: none. A JSON line names its span and trace (the
+/// trace holds the span's fields), so the text of every span's fields, which the layer
+/// would otherwise write for each span of each request, is never read.
+struct NoSpanFields;
+
+impl<'w> FormatFields<'w> for NoSpanFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        _writer: Writer<'w>,
+        _fields: R,
+    ) -> std::fmt::Result {
+        Ok(())
     }
 }
 

@@ -126,7 +126,7 @@ struct Target {
 }
 
 struct Inner {
-    target: RwLock<Target>,
+    target: RwLock<Arc<Target>>,
     db_name: String,
     breaker: Breaker,
     admission: Admission,
@@ -177,6 +177,15 @@ enum Verdict {
     Injected,
 }
 
+/// `{operation} {collection}` (just the operation for a database command): the span's name.
+fn span_name(operation: &'static str, collection: &'static str) -> String {
+    if collection.is_empty() {
+        operation.to_string()
+    } else {
+        format!("{operation} {collection}")
+    }
+}
+
 /// Who calls and how: an ordinary operation goes through admission control.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Lane {
@@ -219,7 +228,7 @@ impl Gateway {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                target: RwLock::new(Target::default()),
+                target: RwLock::new(Arc::new(Target::default())),
                 db_name,
                 breaker,
                 admission,
@@ -239,10 +248,12 @@ impl Gateway {
 
     /// Installs the client built by the supervisor.
     pub fn install(&self, built: &BuiltClient) {
-        let mut target = self.inner.target.write().unwrap_or_else(|p| p.into_inner());
-        target.db = Some(built.client.database(&self.inner.db_name));
-        target.server_address = built.server_address.clone();
-        target.server_port = built.server_port;
+        let target = Target {
+            db: Some(built.client.database(&self.inner.db_name)),
+            server_address: built.server_address.clone(),
+            server_port: built.server_port,
+        };
+        *self.inner.target.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(target);
     }
 
     /// True once a client is installed.
@@ -309,7 +320,7 @@ impl Gateway {
             .push(fault);
     }
 
-    fn target(&self) -> Target {
+    fn target(&self) -> Arc<Target> {
         self.inner
             .target
             .read()
@@ -473,14 +484,9 @@ impl Gateway {
         Fut: Future<Output = mongodb::error::Result<T>>,
     {
         let target = self.target();
-        let span_name = if collection.is_empty() {
-            operation.to_string()
-        } else {
-            format!("{operation} {collection}")
-        };
         let span = tracing::info_span!(
             "db.operation",
-            otel.name = span_name,
+            otel.name = span_name(operation, collection),
             otel.kind = "client",
             otel.status_code = Empty,
             db.system.name = "mongodb",
@@ -546,7 +552,7 @@ impl Gateway {
                 }
             }
         };
-        let Some(db) = target.db else {
+        let Some(db) = target.db.clone() else {
             if let Some(s) = slot.as_mut() {
                 s.no_sample();
             }
@@ -608,11 +614,6 @@ impl Gateway {
         verdict: Verdict,
     ) -> Result<(), DbError> {
         let took = started.elapsed();
-        let span_name = if collection.is_empty() {
-            operation.to_string()
-        } else {
-            format!("{operation} {collection}")
-        };
         if let Verdict::Driver(e) = &verdict {
             if let mongodb::error::ErrorKind::Command(c) = e.kind.as_ref() {
                 span.record("db.response.status_code", c.code.to_string());
@@ -660,7 +661,7 @@ impl Gateway {
             Verdict::TimedOut { after } => {
                 let message = format!("no answer within {} ms", after.as_millis());
                 (
-                    Outcome::Failure(format!("{span_name}: {message}")),
+                    Outcome::Failure(format!("{}: {message}", span_name(operation, collection))),
                     "failure",
                     Some("timeout"),
                     Err(DbError::Failed {

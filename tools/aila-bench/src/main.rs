@@ -38,6 +38,14 @@ use crate::report::{Machine, Report};
 use crate::scenarios::{ALL, Env, External, Options};
 
 /// Load benchmarks of the AÏLA API (see docs/BENCHMARKS.md).
+/// `NAME=VALUE`.
+fn name_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("`{s}`: expected NAME=VALUE")),
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "aila-bench", version)]
 struct Cli {
@@ -89,6 +97,10 @@ struct Cli {
     /// RUST_LOG for the service.
     #[arg(long, default_value = "info")]
     service_log: String,
+    /// A setting for the service, `NAME=VALUE` (repeatable): for example
+    /// `TREE_CACHE_MAX_BYTES=0` (no kept trees) or `LOG_FORMAT=json` (production's logs).
+    #[arg(long = "service-env", value_parser = name_value)]
+    service_env: Vec<(String, String)>,
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
@@ -205,6 +217,7 @@ fn main() -> Result<()> {
             bin: service_bin,
             workdir: workdir.path().to_path_buf(),
             log_filter: cli.service_log.clone(),
+            env: cli.service_env.clone(),
         },
         external,
     };

@@ -169,6 +169,8 @@ pub struct ServiceSpec {
     pub workdir: PathBuf,
     /// `RUST_LOG` for the service.
     pub log_filter: String,
+    /// More settings (`--service-env`), after the ones below.
+    pub env: Vec<(String, String)>,
 }
 
 impl Service {
@@ -192,6 +194,7 @@ impl Service {
             .env("JWT_SECRET", "aila-bench-secret-not-for-production")
             .env("OTEL_SDK_DISABLED", "true")
             .env("RUST_LOG", &spec.log_filter)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
