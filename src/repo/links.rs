@@ -192,19 +192,16 @@ pub async fn list_for_owner(
 
 /// Deletes link `id` of `owner`'s tree. False when there was none.
 pub async fn delete(gw: &Gateway, id: ObjectId, owner: &str) -> Result<bool, DbError> {
-    let deleted = gw
-        .run(
-            "delete_one",
-            FAMILY_LINKS,
-            |c: Collection<LinkDoc>| async move {
-                c.delete_one(doc! { "_id": id })
-                    .await
-                    .map(|r| r.deleted_count > 0)
-            },
-        )
-        .await?;
-    tree_version::bump(gw, owner).await?;
-    Ok(deleted)
+    let write = gw.run(
+        "delete_one",
+        FAMILY_LINKS,
+        |c: Collection<LinkDoc>| async move {
+            c.delete_one(doc! { "_id": id })
+                .await
+                .map(|r| r.deleted_count > 0)
+        },
+    );
+    tree_version::after(gw, owner, write).await
 }
 
 /// Deletes every link that names person `person_id` (hex) on either side. Returns how many.
@@ -229,15 +226,12 @@ pub async fn delete_for_person(gw: &Gateway, person_id: &str) -> Result<u64, DbE
 /// Deletes every link of `owner`'s tree. Returns how many.
 pub async fn delete_for_owner(gw: &Gateway, owner: &str) -> Result<u64, DbError> {
     let filter = doc! { "user_id": owner };
-    let deleted = gw
-        .run(
-            "delete_many",
-            FAMILY_LINKS,
-            |c: Collection<LinkDoc>| async move {
-                c.delete_many(filter).await.map(|r| r.deleted_count)
-            },
-        )
-        .await?;
-    tree_version::bump(gw, owner).await?;
-    Ok(deleted)
+    let write = gw.run(
+        "delete_many",
+        FAMILY_LINKS,
+        |c: Collection<LinkDoc>| async move {
+            c.delete_many(filter).await.map(|r| r.deleted_count)
+        },
+    );
+    tree_version::after(gw, owner, write).await
 }

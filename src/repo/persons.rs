@@ -326,36 +326,31 @@ pub async fn update(
 /// when the person existed. Safe to retry after a failure halfway.
 pub async fn delete_with_links(gw: &Gateway, id: ObjectId, owner: &str) -> Result<bool, DbError> {
     links::delete_for_person(gw, &id.to_hex()).await?;
-    let deleted = gw
-        .run(
-            "delete_one",
-            PERSONS,
-            |c: Collection<PersonDoc>| async move {
-                c.delete_one(doc! { "_id": id })
-                    .await
-                    .map(|r| r.deleted_count > 0)
-            },
-        )
-        .await?;
-    tree_version::bump(gw, owner).await?;
-    Ok(deleted)
+    let write = gw.run(
+        "delete_one",
+        PERSONS,
+        |c: Collection<PersonDoc>| async move {
+            c.delete_one(doc! { "_id": id })
+                .await
+                .map(|r| r.deleted_count > 0)
+        },
+    );
+    tree_version::after(gw, owner, write).await
 }
 
 /// Deletes every person of `owner`'s tree (their links are the caller's to delete first:
 /// see [`links::delete_for_owner`]). Returns how many.
 pub async fn delete_for_owner(gw: &Gateway, owner: &str) -> Result<u64, DbError> {
     let filter = doc! { "user_id": owner };
-    let deleted = gw
-        .run(
+    let write =
+        gw.run(
             "delete_many",
             PERSONS,
             |c: Collection<PersonDoc>| async move {
                 c.delete_many(filter).await.map(|r| r.deleted_count)
             },
-        )
-        .await?;
-    tree_version::bump(gw, owner).await?;
-    Ok(deleted)
+        );
+    tree_version::after(gw, owner, write).await
 }
 
 #[cfg(test)]

@@ -38,6 +38,18 @@ pub async fn bump(gw: &Gateway, owner: &str) -> Result<(), DbError> {
     .await
 }
 
+/// Runs `write`, a write to `owner`'s persons or links, then raises the version: the order
+/// every tree write keeps (see the module doc).
+pub async fn after<T>(
+    gw: &Gateway,
+    owner: &str,
+    write: impl std::future::Future<Output = Result<T, DbError>>,
+) -> Result<T, DbError> {
+    let written = write.await?;
+    bump(gw, owner).await?;
+    Ok(written)
+}
+
 /// [`bump`] for each distinct owner of `owners`.
 pub async fn bump_each(gw: &Gateway, mut owners: Vec<String>) -> Result<(), DbError> {
     owners.sort_unstable();
