@@ -12,6 +12,8 @@
 //! - [`idempotency`]: `Idempotency-Key` on the creating POSTs (a retry applies at most once).
 //! - [`shed`]: the outermost layer; refuses database-backed requests at once while admission
 //!   control is saturated, before any other work is spent on them.
+//! - [`unread_body`]: around everything; an answer given before its request's body was read
+//!   keeps its HTTP/1.1 connection usable, or says `Connection: close`.
 //!
 //! The API description is served at `/openapi.json`, and an interactive page at `/docs`.
 
@@ -26,6 +28,7 @@ pub mod probes;
 pub mod rate_limit;
 pub mod security;
 pub mod shed;
+pub mod unread_body;
 
 use poem::middleware::Cors;
 use poem::{Endpoint, EndpointExt, Route};
@@ -38,6 +41,7 @@ use idempotency::Idempotency;
 use observe::{Observe, RouteTemplates};
 use probes::ServiceApi;
 use shed::{DatabaseRoutes, ShedAtDoor, ShedReply};
+use unread_body::UnreadBody;
 
 /// Builds the whole application endpoint.
 pub fn build_endpoint(
@@ -79,6 +83,7 @@ pub fn build_endpoint(
         .data(ctx)
         .with(Observe { metrics, templates })
         .with(shed_at_door)
+        .with(UnreadBody)
 }
 
 /// The CORS layer: credentials allowed, for the configured origins (any when none is).

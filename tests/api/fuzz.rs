@@ -238,6 +238,17 @@ fn encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// An error and every cause under it, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
 /// Sends `case`; `Ok` is the status, `Err` describes a 5xx or an error answer without
 /// `detail`.
 async fn send(app: &TestApp, routes: &[Route], fx: &Fixture, case: &Case) -> Result<u16, String> {
@@ -278,7 +289,7 @@ async fn send(app: &TestApp, routes: &[Route], fx: &Fixture, case: &Case) -> Res
     let resp = req
         .send()
         .await
-        .map_err(|e| format!("{} {path}: no answer: {e}", route.method))?;
+        .map_err(|e| format!("{} {path}: no answer: {}", route.method, chain(&e)))?;
     let status = resp.status().as_u16();
     // The pages for people (`/verify-email`, `/reset-password`) answer errors in HTML.
     let resp_is_html = resp

@@ -32,6 +32,7 @@ mod fuzz;
 mod gdpr;
 mod gdpr_export;
 mod idempotency;
+mod keep_alive;
 mod notifications;
 mod preview;
 mod rate_limits;
