@@ -10,8 +10,8 @@
 //! - [`client_addr`]: the client's address (trusted proxies, `X-Forwarded-For`).
 //! - [`rate_limit`]: per-address and per-account rate limits (429).
 //! - [`idempotency`]: `Idempotency-Key` on the creating POSTs (a retry applies at most once).
-//! - [`shed`]: outside everything but [`unread_body`]; refuses database-backed requests at once while admission
-//!   control is saturated, before any other work is spent on them.
+//! - [`shed`]: outside everything but [`unread_body`]; refuses database-backed requests at
+//!   once while admission control is saturated, before any other work is spent on them.
 //! - [`unread_body`]: around everything; an answer given before its request's body was read
 //!   keeps its HTTP/1.1 connection usable, or says `Connection: close`.
 //!
