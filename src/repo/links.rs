@@ -7,7 +7,7 @@
 //! raises the owner's tree version after it ([`super::tree_version`]).
 
 use bson::oid::ObjectId;
-use bson::{Bson, RawDocument, doc};
+use bson::{Bson, Document, RawDocument, doc};
 use mongodb::Collection;
 use serde::{Deserialize, Serialize};
 
@@ -204,17 +204,45 @@ pub async fn delete(gw: &Gateway, id: ObjectId, owner: &str) -> Result<bool, DbE
     tree_version::after(gw, owner, write).await
 }
 
-/// Deletes every link that names person `person_id` (hex) on either side. Returns how many.
-pub async fn delete_for_person(gw: &Gateway, person_id: &str) -> Result<u64, DbError> {
+/// The filter of the links that name person `person_id` (hex) on either side.
+fn naming(person_id: &str) -> Document {
     // Old documents may hold the person id as an ObjectId rather than its hex string.
     let mut spellings = vec![Bson::String(person_id.to_string())];
     if let Some(oid) = crate::domain::ids::parse_object_id(person_id) {
         spellings.push(Bson::ObjectId(oid));
     }
-    let filter = doc! { "$or": [
+    doc! { "$or": [
         { "person_id_1": { "$in": spellings.clone() } },
         { "person_id_2": { "$in": spellings } },
-    ] };
+    ] }
+}
+
+/// The owners other than `owner` of links naming person `person_id` (hex). The API only
+/// links persons of one tree, but the old service's data may hold links across trees.
+pub async fn other_owners_naming(
+    gw: &Gateway,
+    person_id: &str,
+    owner: &str,
+) -> Result<Vec<String>, DbError> {
+    let filter = doc! { "$and": [naming(person_id), { "user_id": { "$ne": owner } }] };
+    gw.run(
+        "distinct",
+        FAMILY_LINKS,
+        |c: Collection<LinkDoc>| async move {
+            c.distinct("user_id", filter).await.map(|owners| {
+                owners
+                    .into_iter()
+                    .filter_map(|o| o.as_str().map(str::to_string))
+                    .collect()
+            })
+        },
+    )
+    .await
+}
+
+/// Deletes every link that names person `person_id` (hex) on either side. Returns how many.
+pub async fn delete_for_person(gw: &Gateway, person_id: &str) -> Result<u64, DbError> {
+    let filter = naming(person_id);
     gw.run(
         "delete_many",
         FAMILY_LINKS,

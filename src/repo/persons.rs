@@ -325,7 +325,11 @@ pub async fn update(
 /// Deletes person `id` of `owner`'s tree and every link that names it, links first. True
 /// when the person existed. Safe to retry after a failure halfway.
 pub async fn delete_with_links(gw: &Gateway, id: ObjectId, owner: &str) -> Result<bool, DbError> {
-    links::delete_for_person(gw, &id.to_hex()).await?;
+    let hex = id.to_hex();
+    // Links of other trees naming this person (old data) change those trees too.
+    let others = links::other_owners_naming(gw, &hex, owner).await?;
+    links::delete_for_person(gw, &hex).await?;
+    tree_version::bump_each(gw, others).await?;
     let write = gw.run(
         "delete_one",
         PERSONS,

@@ -215,3 +215,40 @@ async fn a_write_that_bypassed_the_service_shows_once_the_kept_answer_expires() 
     })
     .await;
 }
+
+/// The old service's data may hold a link of one tree naming a person of another. Deleting
+/// that person through the API deletes the link too, and the other owner's kept tree must
+/// not show it any more: the delete raises that owner's version as well.
+#[tokio::test]
+async fn deleting_a_person_named_by_another_trees_old_link_shows_in_that_tree_at_once() {
+    let (_db, app) = start().await;
+    let (ada, _) = app.register("ada@example.org").await;
+    let (bob, bob_user) = app.register("bob@example.org").await;
+    let bob_id = bob_user["id"].as_str().expect("bob's id").to_string();
+    let a = id(&create_person(&app, &ada, "A").await);
+    let b = id(&create_person(&app, &bob, "B").await);
+    // Bob's link to Ada's person, as the old service could store it.
+    let link = ObjectId::new();
+    let old_link = doc! {
+        "_id": link, "user_id": &bob_id, "person_id_1": &b, "person_id_2": &a,
+        "link_type": "spouse", "created_at": bson::DateTime::now(),
+    };
+    insert_all(&app, "family_links", vec![old_link]).await;
+    // Bob's tree was never read: the first answer reads the link and is kept.
+    assert_eq!(tree(&app, &bob).await["links"][0]["id"], link.to_hex());
+    let hits = cache_lookups(&app, "hit").await;
+    assert_eq!(tree(&app, &bob).await["links"][0]["id"], link.to_hex());
+    assert_eq!(
+        cache_lookups(&app, "hit").await,
+        hits + 1,
+        "Bob's tree is kept"
+    );
+
+    let r = app.delete(&format!("/api/persons/{a}"), Some(&ada)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        tree(&app, &bob).await["links"],
+        json!([]),
+        "Bob's next answer no longer holds the deleted link"
+    );
+}
