@@ -23,7 +23,8 @@
 //! next place (`(queued + 1) * latency / limit`, with the latest latency when it is above
 //! the baseline) exceeds the queue timeout, the call is shed
 //! at once instead of waiting to be shed. Under a sustained burst nearly every shed answer
-//! is immediate; a short spike still waits in the queue.
+//! is immediate; a short spike still waits in the queue. The queue is first come, first
+//! served: a new call does not take a slot while earlier ones wait for one.
 //!
 //! Crates with adaptive limiters exist (tower-acc, tower-resilience-adaptive), but they are
 //! Tower layers that hold callers in `poll_ready` rather than shedding past a bounded
@@ -224,10 +225,18 @@ impl Admission {
         if !already_queued {
             st.bucket_attempts += 1;
         }
-        if st.in_flight < st.limit as u32 {
+        // First come, first served: a newcomer takes a free slot only when nobody waits for
+        // one. Otherwise, under a burst, newcomers would take every slot a release frees
+        // before the woken caller runs, and the queued calls would wait out the queue
+        // timeout and be shed late.
+        if st.in_flight < st.limit as u32 && (already_queued || st.queued == 0) {
             st.in_flight += 1;
             if already_queued {
                 st.queued -= 1;
+                // More free slots (the limit grew) and more waiters: wake the next one too.
+                if st.in_flight < st.limit as u32 && st.queued > 0 {
+                    self.inner.released.notify_one();
+                }
             }
             return Entry::Admitted;
         }
@@ -314,16 +323,18 @@ impl Admission {
             admission: self,
             held: true,
         };
+        // A queued call tries for a slot only when a release wakes it: releases wake the
+        // waiters in the order they came (`Notify::notify_one`, a wake-up a waiter drops
+        // goes on to the next), and a release before this call waits is kept for it.
         let deadline = Instant::now() + self.inner.config.queue_timeout;
         loop {
             let notified = self.inner.released.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Entry::Admitted = self.enter(true) {
+            let woken = tokio::time::timeout_at(deadline, notified).await.is_ok();
+            if woken && let Entry::Admitted = self.enter(true) {
                 slot.held = false;
                 return Ok(self.permit());
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            if !woken {
                 drop(slot);
                 let mut st = self.lock();
                 self.count_shed(&mut st, Instant::now());
@@ -577,6 +588,41 @@ mod tests {
         assert!(shed.queued);
         assert_eq!(started.elapsed(), Duration::from_millis(50));
         assert_eq!(a.snapshot().queued, 0);
+    }
+
+    /// A slot freed while a call waits goes to that call, not to a newcomer that arrives
+    /// before the woken caller runs (under a burst, newcomers always arrive first).
+    #[tokio::test(start_paused = true)]
+    async fn a_freed_slot_goes_to_the_queued_call_not_to_a_newcomer() {
+        let a = admission(2, 4);
+        let p1 = a.acquire().await.unwrap();
+        let _p2 = a.acquire().await.unwrap();
+        let waiter = tokio::spawn({
+            let a = a.clone();
+            async move { a.acquire().await.map(|p| (p, Instant::now())) }
+        });
+        while a.snapshot().queued == 0 {
+            tokio::task::yield_now().await;
+        }
+        let freed_at = Instant::now();
+        drop(p1);
+        // The newcomer arrives before the woken waiter has run.
+        let newcomer = a.acquire();
+        tokio::pin!(newcomer);
+        assert!(
+            futures::poll!(newcomer.as_mut()).is_pending(),
+            "the newcomer queues behind the waiter instead of taking its slot"
+        );
+        let (_p3, admitted_at) = waiter
+            .await
+            .unwrap()
+            .expect("the waiter gets the freed slot");
+        assert_eq!(
+            admitted_at, freed_at,
+            "at once, not after the queue timeout"
+        );
+        // The newcomer waits its turn (no slot frees up here: shed after the timeout).
+        assert!(newcomer.await.unwrap_err().queued);
     }
 
     #[tokio::test(start_paused = true)]

@@ -98,6 +98,10 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// Total requests per second (open loop), or `None` for as fast as answered.
     pub rate: Option<f64>,
+    /// Closed loop only: after a 503 with a retry hint (`Retry-After-Ms`, else
+    /// `Retry-After`), wait that long before the next request, as a polite client does.
+    /// `false`: send again at once (the worst client).
+    pub honour_retry_after: bool,
 }
 
 /// What one measured run saw.
@@ -128,16 +132,31 @@ struct WorkerTally {
 }
 
 /// Sends one request of `spec` on `s` and reads its whole answer; its status.
+/// Sends `spec` on `s`: the answer's status, and its retry hint if any.
 async fn send_one(
     s: &mut SendRequest<Full<Bytes>>,
     spec: &RequestSpec,
     host: &HeaderValue,
-) -> Result<u16, hyper::Error> {
+) -> Result<(u16, Option<Duration>), hyper::Error> {
     s.ready().await?;
     let resp = s.send_request(spec.build(host)).await?;
     let status = resp.status().as_u16();
+    let hint = retry_hint(resp.headers());
     resp.into_body().collect().await?;
-    Ok(status)
+    Ok((status, hint))
+}
+
+/// `Retry-After-Ms` (milliseconds), else `Retry-After` (seconds).
+fn retry_hint(headers: &hyper::HeaderMap) -> Option<Duration> {
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    number("retry-after-ms")
+        .map(Duration::from_millis)
+        .or_else(|| number("retry-after").map(Duration::from_secs))
 }
 
 async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>> {
@@ -193,7 +212,7 @@ pub fn probe(
                 };
                 let sent = Instant::now();
                 let outcome = send_one(&mut s, &spec, &host).await;
-                if let Ok(status) = outcome {
+                if let Ok((status, _)) = outcome {
                     seen.push((status, sent.elapsed().as_nanos() as u64));
                     sender = Some(s);
                 }
@@ -263,8 +282,12 @@ pub async fn run(
                 };
                 let outcome = send_one(&mut s, &spec, &host).await;
                 let done = Instant::now();
+                let mut back_off = None;
                 match outcome {
-                    Ok(status) => {
+                    Ok((status, hint)) => {
+                        if config.honour_retry_after && status == 503 {
+                            back_off = hint;
+                        }
                         if counted && done <= measure_until {
                             let ns = (done - sent).as_nanos() as u64;
                             tally.latencies_ns.push(ns);
@@ -284,6 +307,10 @@ pub async fn run(
                     }
                 }
                 advance(&mut due, interval);
+                if let Some(wait) = back_off {
+                    tokio::time::sleep(wait.min(measure_until.saturating_duration_since(done)))
+                        .await;
+                }
             }
             tally
         }));

@@ -91,6 +91,10 @@ struct Cli {
     /// `overload`: connections of the burst (the unloaded figure uses --concurrency).
     #[arg(long, default_value_t = 300)]
     burst_connections: usize,
+    /// `overload`: the burst's connections wait out each 503's `Retry-After-Ms` before
+    /// sending again (polite clients); without it they send again at once (the worst).
+    #[arg(long)]
+    polite_burst: bool,
     /// Seconds the database stays down in `recovery`.
     #[arg(long, default_value_t = 3.0)]
     down: f64,
@@ -207,10 +211,12 @@ fn main() -> Result<()> {
                 warmup: secs(cli.warmup, "warmup")?,
                 duration: secs(cli.duration, "duration")?,
                 rate: cli.rate,
+                honour_retry_after: false,
             },
             down: secs(cli.down, "down")?,
             other_trees: cli.other_trees,
             burst_connections: cli.burst_connections,
+            polite_burst: cli.polite_burst,
         },
         db_kind: db_kind.clone(),
         service: ServiceSpec {

@@ -91,6 +91,7 @@ pub async fn overload(env: &Env) -> Result<ScenarioReport> {
     let unloaded_cfg = env.opts.load;
     let burst_cfg = LoadConfig {
         concurrency: env.opts.burst_connections,
+        honour_retry_after: env.opts.polite_burst,
         ..env.opts.load
     };
     let (svc_pid, db_pid) = (stack.svc.pid(), stack.db.pid());
@@ -244,6 +245,14 @@ pub async fn overload(env: &Env) -> Result<ScenarioReport> {
             "statuses and errors are the burst's; shed answers are 503 with Retry-After; the load \
              generator (one thread) shares the machine with the service and the database"
                 .into(),
+            if burst_cfg.honour_retry_after {
+                "--polite-burst: each burst connection waits out a 503's Retry-After-Ms before \
+                 sending again"
+            } else {
+                "each burst connection sends again as soon as it is answered, 503 or not \
+                 (the worst client; --polite-burst waits out Retry-After)"
+            }
+            .into(),
         ],
     })
 }

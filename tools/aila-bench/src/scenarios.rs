@@ -48,6 +48,8 @@ pub struct Options {
     pub other_trees: usize,
     /// Connections of the burst (`overload`).
     pub burst_connections: usize,
+    /// The burst's connections honour `Retry-After` (`overload`).
+    pub polite_burst: bool,
 }
 
 /// A service started elsewhere (`--url`).
