@@ -24,7 +24,11 @@
 //! the baseline) exceeds the queue timeout, the call is shed
 //! at once instead of waiting to be shed. Under a sustained burst nearly every shed answer
 //! is immediate; a short spike still waits in the queue. The queue is first come, first
-//! served: a new call does not take a slot while earlier ones wait for one.
+//! served: a new call does not take a slot while earlier ones wait for one. Once a queued
+//! call has waited out the queue timeout all the same (the latency estimate was too
+//! hopeful), the queue is closed until no call has been shed for a queue timeout: under a
+//! sustained burst every later shed is immediate, instead of one in so many costing the
+//! whole timeout.
 //!
 //! Crates with adaptive limiters exist (tower-acc, tower-resilience-adaptive), but they are
 //! Tower layers that hold callers in `poll_ready` rather than shedding past a bounded
@@ -118,6 +122,11 @@ struct State {
     bucket_start: Instant,
     bucket_attempts: u32,
     bucket_shed: u32,
+    /// A queued call waited out the queue timeout: the queue is not draining, and takes
+    /// nobody until no call has been shed for a queue timeout.
+    queue_closed: bool,
+    /// When a call was last shed.
+    last_shed: Option<Instant>,
 }
 
 struct Inner {
@@ -176,6 +185,8 @@ impl Admission {
                     bucket_start: now,
                     bucket_attempts: 0,
                     bucket_shed: 0,
+                    queue_closed: false,
+                    last_shed: None,
                 }),
                 config,
                 released: Notify::new(),
@@ -243,7 +254,7 @@ impl Admission {
         if already_queued {
             return Entry::Queued;
         }
-        if self.queue_has_room(&st) {
+        if self.queue_has_room(&mut st, now) {
             st.queued += 1;
             return Entry::Queued;
         }
@@ -260,7 +271,7 @@ impl Admission {
     pub fn shed_at_door(&self) -> Option<Shed> {
         let now = Instant::now();
         let mut st = self.lock();
-        if st.in_flight < st.limit as u32 || self.queue_has_room(&st) {
+        if st.in_flight < st.limit as u32 || self.queue_has_room(&mut st, now) {
             return None;
         }
         if now.duration_since(st.bucket_start) >= Duration::from_secs(1) {
@@ -278,8 +289,18 @@ impl Admission {
 
     /// Room for one more in the queue: by its length, and by the expected wait of its next
     /// place (`(queued + 1) * latency / limit`) against the queue timeout.
-    fn queue_has_room(&self, st: &State) -> bool {
+    /// Closed after a queued call was shed late, until the sheds stop for a queue timeout.
+    fn queue_has_room(&self, st: &mut State, now: Instant) -> bool {
         let c = &self.inner.config;
+        if st.queue_closed {
+            let quiet = st
+                .last_shed
+                .is_none_or(|at| now.duration_since(at) >= c.queue_timeout);
+            if !quiet {
+                return false;
+            }
+            st.queue_closed = false;
+        }
         let rtt = st.recent_rtt.max(st.long_rtt);
         let expected_wait = f64::from(st.queued + 1) * rtt / st.limit.max(1.0);
         st.queued < c.queue_length && expected_wait <= c.queue_timeout.as_secs_f64()
@@ -287,6 +308,7 @@ impl Admission {
 
     fn count_shed(&self, st: &mut State, now: Instant) {
         self.inner.shed_total.fetch_add(1, Ordering::Relaxed);
+        st.last_shed = Some(now);
         st.bucket_shed += 1;
         if st.bucket_attempts >= OVERLOAD_MIN_ATTEMPTS
             && f64::from(st.bucket_shed) >= OVERLOAD_RATIO * f64::from(st.bucket_attempts)
@@ -337,6 +359,7 @@ impl Admission {
             if !woken {
                 drop(slot);
                 let mut st = self.lock();
+                st.queue_closed = true;
                 self.count_shed(&mut st, Instant::now());
                 drop(st);
                 return Err(Shed {
@@ -623,6 +646,28 @@ mod tests {
         );
         // The newcomer waits its turn (no slot frees up here: shed after the timeout).
         assert!(newcomer.await.unwrap_err().queued);
+    }
+
+    /// After a queued call waited out the timeout, calls that find no slot are shed at once
+    /// while sheds go on; once none was shed for a queue timeout, the queue takes calls
+    /// again.
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_that_timed_a_call_out_closes_until_the_sheds_stop() {
+        let a = admission(1, 4);
+        let _p = a.acquire().await.unwrap();
+        assert!(a.acquire().await.unwrap_err().queued, "waited, then shed");
+        for _ in 0..3 {
+            let started = Instant::now();
+            let shed = a.acquire().await.unwrap_err();
+            assert!(!shed.queued, "shed at once while the queue is closed");
+            assert_eq!(started.elapsed(), Duration::ZERO);
+            tokio::time::advance(Duration::from_millis(30)).await;
+        }
+        // 30 ms since the last shed: still closed.
+        assert!(!a.acquire().await.unwrap_err().queued);
+        tokio::time::advance(Duration::from_millis(50)).await;
+        // Quiet for a queue timeout: this one is queued again (and shed after waiting).
+        assert!(a.acquire().await.unwrap_err().queued);
     }
 
     #[tokio::test(start_paused = true)]
