@@ -254,9 +254,13 @@ async fn a_burst_on_the_tree_is_shed_fast_without_opening_the_breaker_or_leaving
     eprintln!(
         "shed at the door: {at_door}, at once: {at_once}, after waiting in the queue: {after_queue}"
     );
+    // Shed late, after waiting out the queue timeout: each costs its caller the whole
+    // timeout (50 ms). A first-come-first-served queue that closes once it timed a call out
+    // keeps them under 1 % here (0.5 to 0.75 % in five runs); before, newcomers took the
+    // slots the queued calls were woken for, and 8 % of the sheds were late.
     let all = at_door + at_once + after_queue;
     assert!(
-        after_queue <= 0.1 * all,
+        after_queue <= 0.02 * all,
         "shed calls waited in the queue first: {after_queue} of {all}"
     );
 }
