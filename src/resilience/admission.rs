@@ -288,8 +288,9 @@ impl Admission {
     }
 
     /// Room for one more in the queue: by its length, and by the expected wait of its next
-    /// place (`(queued + 1) * latency / limit`) against the queue timeout.
-    /// Closed after a queued call was shed late, until the sheds stop for a queue timeout.
+    /// place (`(queued + 1) * latency / limit`) against the queue timeout. None while the
+    /// queue is closed (a queued call was shed late, and calls are still being shed); it
+    /// opens again after a queue timeout without a shed.
     fn queue_has_room(&self, st: &mut State, now: Instant) -> bool {
         let c = &self.inner.config;
         if st.queue_closed {
