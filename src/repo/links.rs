@@ -192,16 +192,7 @@ pub async fn list_for_owner(
 
 /// Deletes link `id` of `owner`'s tree. False when there was none.
 pub async fn delete(gw: &Gateway, id: ObjectId, owner: &str) -> Result<bool, DbError> {
-    let write = gw.run(
-        "delete_one",
-        FAMILY_LINKS,
-        |c: Collection<LinkDoc>| async move {
-            c.delete_one(doc! { "_id": id })
-                .await
-                .map(|r| r.deleted_count > 0)
-        },
-    );
-    tree_version::after(gw, owner, write).await
+    tree_version::delete_then_raise(gw, FAMILY_LINKS, id, owner).await
 }
 
 /// The filter of the links that name person `person_id` (hex) on either side.

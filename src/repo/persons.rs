@@ -330,16 +330,7 @@ pub async fn delete_with_links(gw: &Gateway, id: ObjectId, owner: &str) -> Resul
     let others = links::other_owners_naming(gw, &hex, owner).await?;
     links::delete_for_person(gw, &hex).await?;
     tree_version::bump_each(gw, others).await?;
-    let write = gw.run(
-        "delete_one",
-        PERSONS,
-        |c: Collection<PersonDoc>| async move {
-            c.delete_one(doc! { "_id": id })
-                .await
-                .map(|r| r.deleted_count > 0)
-        },
-    );
-    tree_version::after(gw, owner, write).await
+    tree_version::delete_then_raise(gw, PERSONS, id, owner).await
 }
 
 /// Deletes every person of `owner`'s tree (their links are the caller's to delete first:

@@ -50,6 +50,26 @@ pub async fn after<T>(
     Ok(written)
 }
 
+/// Deletes document `id` of `collection` (a person or a link of `owner`'s tree), then
+/// raises `owner`'s version. True when the document existed.
+pub async fn delete_then_raise(
+    gw: &Gateway,
+    collection: &'static str,
+    id: bson::oid::ObjectId,
+    owner: &str,
+) -> Result<bool, DbError> {
+    let write = gw.run(
+        "delete_one",
+        collection,
+        |c: Collection<bson::Document>| async move {
+            c.delete_one(doc! { "_id": id })
+                .await
+                .map(|r| r.deleted_count > 0)
+        },
+    );
+    after(gw, owner, write).await
+}
+
 /// [`bump`] for each distinct owner of `owners`.
 pub async fn bump_each(gw: &Gateway, mut owners: Vec<String>) -> Result<(), DbError> {
     owners.sort_unstable();
