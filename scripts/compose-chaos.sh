@@ -12,7 +12,8 @@
 #    scripts/build-tools.sh compose builds (used with DOCKER_CONFIG=.tools/docker).
 # 3. The images, without a registry: scripts/local-images.sh (Debian base by debootstrap,
 #    FerretDB standing in for mongo:7.0, Jaeger with its UI, Debian's Prometheus, Mailpit,
-#    the API by the project's Dockerfile). Kept between runs.
+#    the API by the project's Dockerfile, in the dev profile unless AILA_IMAGE_PROFILE
+#    says otherwise). Kept between runs.
 # 4. `docker compose up --wait` with docker-compose.yml and deploy/local-images/compose.local.yml
 #    (the registry images swapped for the local ones, nothing else), as project aila-chaos.
 # 5. aila-chaos --backend compose: load at 40 requests/s, the `mongo` container killed
@@ -25,7 +26,8 @@
 #
 # Output: target/compose-chaos/ (record.json, timeline.svg, compose.log, summary.txt).
 # Needs root (dockerd, debootstrap) on Debian or Ubuntu, Go and Rust. Env: AILA_CHAOS_SCHEDULE
-# replaces the fault schedule, AILA_CHAOS_DURATION the run's length.
+# replaces the fault schedule, AILA_CHAOS_DURATION the run's length, AILA_IMAGE_PROFILE the
+# API image's Cargo profile (dev by default here; release is the image users build).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -109,8 +111,11 @@ if ! docker compose version >/dev/null 2>&1 || ! docker buildx version >/dev/nul
 fi
 say "$(docker version --format 'engine {{.Server.Version}}, CLI {{.Client.Version}}'), $(docker compose version)"
 
-# 3. The images, and the chaos tool.
-scripts/local-images.sh | tee -a "$summary"
+# 3. The images, and the chaos tool. The API image in Cargo's dev profile unless
+# AILA_IMAGE_PROFILE says otherwise: the run tests behaviour under faults, not speed, and a
+# release build (fat LTO) from nothing takes about ten minutes of a 2-core machine, a dev
+# build about four. AILA_IMAGE_PROFILE=release runs the very image users build.
+AILA_IMAGE_PROFILE="${AILA_IMAGE_PROFILE:-dev}" scripts/local-images.sh | tee -a "$summary"
 cargo build --quiet -p aila-chaos
 chaos="${CARGO_TARGET_DIR:-$repo/target}/debug/aila-chaos"
 

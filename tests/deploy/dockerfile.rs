@@ -48,14 +48,19 @@ fn it_builds_and_runs_the_binaries_the_tests_use() {
         .find(|i| i.contains("cargo build"))
         .expect("a cargo build step");
     for flag in [
-        "--release",
+        "--profile \"$CARGO_PROFILE\"",
         "--locked",
         &format!("--bin {api}"),
         &format!("--bin {health}"),
     ] {
         assert!(build.contains(flag), "`{flag}` missing from: {build}");
     }
-    assert!(build.contains(&format!("target/release/{api}")), "{build}");
+    assert!(build.contains(&format!("\"$out_dir/{api}\"")), "{build}");
+    // The image users build is the release profile's; only a build argument changes it.
+    assert!(
+        ins.iter().any(|i| i == "ARG CARGO_PROFILE=release"),
+        "the Dockerfile's CARGO_PROFILE must default to release"
+    );
     let entry = ins
         .iter()
         .find(|i| i.starts_with("ENTRYPOINT"))
