@@ -6,11 +6,12 @@
 #
 #   scripts/test.sh            # everything, tests/cluster on a real one-node Kubernetes
 #                              # included where a kubelet can run (Linux, root: builds
-#                              # tools/kubernetes, installs containerd & co; ~10 minutes)
+#                              # tools/kubernetes, installs containerd & co; ~3 minutes
+#                              # once built, 10-15 minutes to build them)
 #   AILA_CLUSTER_TESTS=0 scripts/test.sh   # everything but the cluster tests
 #   AILA_COMPOSE_CHAOS=0 scripts/test.sh   # everything but the compose chaos run (last, where
 #                              # root on Linux: scripts/compose-chaos.sh, a Docker engine
-#                              # and images built here; ~10 minutes the first time, 3.6 GB
+#                              # and images built here; ~5 minutes the first time, 3.6 GB
 #                              # in /var/lib/docker; it runs after the Go caches are freed,
 #                              # not beside the other builds, to keep the disk peak down)
 #   scripts/test.sh -- NAME    # extra arguments go to `cargo test`

@@ -6,7 +6,7 @@
 //! one left: the database arrives in the second, the autoscaler's scale-in is checked
 //! once its stabilization window has passed, before the cases that replace pods). Each case prints its figures.
 //!
-//!   cargo test --test cluster -- --nocapture        # every case (about 10 minutes)
+//!   cargo test --test cluster -- --nocapture        # every case (about 3 minutes)
 //!   cargo test --test cluster -- NAME               # the cases whose name contains NAME
 //!   AILA_CLUSTER_TESTS=0 scripts/test.sh            # everything else, without them
 //!
@@ -28,7 +28,7 @@ use cluster::{Cluster, cannot_run_kubelet};
 fn main() -> ExitCode {
     if std::env::var("AILA_CLUSTER_TESTS").as_deref() == Ok("0") {
         println!(
-            "cluster tests NOT RUN: AILA_CLUSTER_TESTS=0 (they start a one-node Kubernetes, about 10 minutes)"
+            "cluster tests NOT RUN: AILA_CLUSTER_TESTS=0 (they start a one-node Kubernetes, about 3 minutes)"
         );
         return ExitCode::SUCCESS;
     }
