@@ -195,12 +195,15 @@ pub async fn delete(gw: &Gateway, id: ObjectId, owner: &str) -> Result<bool, DbE
     tree_version::delete_then_raise(gw, FAMILY_LINKS, id, owner).await
 }
 
-/// The filter of the links that name person `person_id` (hex) on either side.
-fn naming(person_id: &str) -> Document {
-    // Old documents may hold the person id as an ObjectId rather than its hex string.
-    let mut spellings = vec![Bson::String(person_id.to_string())];
-    if let Some(oid) = crate::domain::ids::parse_object_id(person_id) {
-        spellings.push(Bson::ObjectId(oid));
+/// The filter of the links that name any of `person_ids` (hex) on either side.
+fn naming(person_ids: &[String]) -> Document {
+    // Old documents may hold a person id as an ObjectId rather than its hex string.
+    let mut spellings: Vec<Bson> = Vec::with_capacity(person_ids.len() * 2);
+    for id in person_ids {
+        spellings.push(Bson::String(id.clone()));
+        if let Some(oid) = crate::domain::ids::parse_object_id(id) {
+            spellings.push(Bson::ObjectId(oid));
+        }
     }
     doc! { "$or": [
         { "person_id_1": { "$in": spellings.clone() } },
@@ -208,14 +211,14 @@ fn naming(person_id: &str) -> Document {
     ] }
 }
 
-/// The owners other than `owner` of links naming person `person_id` (hex). The API only
+/// The owners other than `owner` of links naming any of `person_ids` (hex). The API only
 /// links persons of one tree, but the old service's data may hold links across trees.
 pub async fn other_owners_naming(
     gw: &Gateway,
-    person_id: &str,
+    person_ids: &[String],
     owner: &str,
 ) -> Result<Vec<String>, DbError> {
-    let filter = doc! { "$and": [naming(person_id), { "user_id": { "$ne": owner } }] };
+    let filter = doc! { "$and": [naming(person_ids), { "user_id": { "$ne": owner } }] };
     gw.run(
         "distinct",
         FAMILY_LINKS,
@@ -231,15 +234,30 @@ pub async fn other_owners_naming(
     .await
 }
 
-/// Deletes every link that names person `person_id` (hex) on either side. Returns how many.
-pub async fn delete_for_person(gw: &Gateway, person_id: &str) -> Result<u64, DbError> {
-    let filter = naming(person_id);
-    gw.run(
-        "delete_many",
-        FAMILY_LINKS,
-        |c: Collection<LinkDoc>| async move { c.delete_many(filter).await.map(|r| r.deleted_count) },
-    )
-    .await
+/// Deletes every link that names any of `person_ids` (hex) on either side, in any tree,
+/// then raises the version of each tree other than `owner`'s that held one (the caller
+/// raises `owner`'s own, with the write it belongs to). Returns how many were deleted.
+pub async fn delete_naming(
+    gw: &Gateway,
+    person_ids: &[String],
+    owner: &str,
+) -> Result<u64, DbError> {
+    if person_ids.is_empty() {
+        return Ok(0);
+    }
+    let others = other_owners_naming(gw, person_ids, owner).await?;
+    let filter = naming(person_ids);
+    let deleted = gw
+        .run(
+            "delete_many",
+            FAMILY_LINKS,
+            |c: Collection<LinkDoc>| async move {
+                c.delete_many(filter).await.map(|r| r.deleted_count)
+            },
+        )
+        .await?;
+    tree_version::bump_each(gw, others).await?;
+    Ok(deleted)
 }
 
 /// Deletes every link of `owner`'s tree. Returns how many.

@@ -325,17 +325,29 @@ pub async fn update(
 /// Deletes person `id` of `owner`'s tree and every link that names it, links first. True
 /// when the person existed. Safe to retry after a failure halfway.
 pub async fn delete_with_links(gw: &Gateway, id: ObjectId, owner: &str) -> Result<bool, DbError> {
-    let hex = id.to_hex();
-    // Links of other trees naming this person (old data) change those trees too.
-    let others = links::other_owners_naming(gw, &hex, owner).await?;
-    links::delete_for_person(gw, &hex).await?;
-    tree_version::bump_each(gw, others).await?;
+    links::delete_naming(gw, &[id.to_hex()], owner).await?;
     tree_version::delete_then_raise(gw, PERSONS, id, owner).await
 }
 
-/// Deletes every person of `owner`'s tree (their links are the caller's to delete first:
-/// see [`links::delete_for_owner`]). Returns how many.
+/// The ids (hex) of every person of `owner`'s tree.
+pub async fn ids_of_owner(gw: &Gateway, owner: &str) -> Result<Vec<String>, DbError> {
+    let filter = doc! { "user_id": owner };
+    gw.run("distinct", PERSONS, |c: Collection<PersonDoc>| async move {
+        c.distinct("_id", filter).await.map(|ids| {
+            ids.into_iter()
+                .filter_map(|id| id.as_object_id().map(|oid| oid.to_hex()))
+                .collect()
+        })
+    })
+    .await
+}
+
+/// Deletes every person of `owner`'s tree, and every link naming one of them in another
+/// tree (old data; those trees' versions are raised). `owner`'s own links are the caller's
+/// to delete first: see [`links::delete_for_owner`]. Returns how many persons.
 pub async fn delete_for_owner(gw: &Gateway, owner: &str) -> Result<u64, DbError> {
+    let ids = ids_of_owner(gw, owner).await?;
+    links::delete_naming(gw, &ids, owner).await?;
     let filter = doc! { "user_id": owner };
     let write =
         gw.run(

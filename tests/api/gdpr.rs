@@ -4,9 +4,10 @@
 
 use aila_api::db::gateway::InjectedFault;
 use bson::doc;
+use bson::oid::ObjectId;
 use serde_json::json;
 
-use crate::support::{assert_unavailable, count, gateway, invite, register_verified};
+use crate::support::{assert_unavailable, count, gateway, insert_all, invite, register_verified};
 use crate::{create_link, create_person, id, start};
 
 #[tokio::test]
@@ -125,6 +126,41 @@ pub(crate) async fn busy_account(app: &crate::common::TestApp) -> (String, Strin
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     (me, me_id, friend, host)
+}
+
+/// The old service's data may hold a link of another tree naming one of the deleted
+/// user's persons. The deletion removes it (as deleting that one person would), and the
+/// other owner's kept tree stops showing it at once.
+#[tokio::test]
+async fn deleting_the_account_removes_other_trees_old_links_to_its_persons() {
+    let (_db, app) = start().await;
+    let (me, _) = register_verified(&app, "me@example.org").await;
+    let (bob, bob_user) = register_verified(&app, "bob@example.org").await;
+    let bob_id = bob_user["id"].as_str().expect("bob's id").to_string();
+    let mine = id(&create_person(&app, &me, "Mine").await);
+    let theirs = id(&create_person(&app, &bob, "Theirs").await);
+    let link = ObjectId::new();
+    let old_link = doc! {
+        "_id": link, "user_id": &bob_id, "person_id_1": &theirs, "person_id_2": &mine,
+        "link_type": "spouse", "created_at": bson::DateTime::now(),
+    };
+    insert_all(&app, "family_links", vec![old_link]).await;
+    // Read twice: the second answer is Bob's kept tree.
+    for _ in 0..2 {
+        let tree = app.get("/api/tree", Some(&bob)).await.body;
+        assert_eq!(tree["links"][0]["id"], link.to_hex(), "{tree}");
+    }
+
+    let r = app.delete("/api/gdpr/delete-account", Some(&me)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        count(&app, "family_links", doc! { "_id": link }).await,
+        0,
+        "the link naming the deleted user's person is still stored"
+    );
+    let tree = app.get("/api/tree", Some(&bob)).await.body;
+    assert_eq!(tree["links"], json!([]), "Bob's tree: {tree}");
+    assert_eq!(tree["persons"][0]["id"], theirs, "Bob's own person stays");
 }
 
 #[tokio::test]

@@ -85,7 +85,8 @@ impl GdprApi {
 
     /// Delete your account and all its data
     ///
-    /// Deletes the caller's links, persons, collaborations (as owner or member),
+    /// Deletes the caller's links, persons (and any link of another tree naming one of
+    /// them, which the old service's data may hold), collaborations (as owner or member),
     /// contributions (to the caller's tree or made by the caller), notifications, removes
     /// the caller's name and id from other users' notifications, then deletes the account. Safe to call again after a failure: it finishes what is left.
     #[oai(path = "/gdpr/delete-account", method = "delete")]
