@@ -450,9 +450,17 @@ impl Admission {
     }
 }
 
+/// How long a shed caller should wait: twice the call latency (the recent one when it is
+/// above the baseline), between 100 ms and 1 s, then lengthened at random by up to
+/// [`RETRY_SPREAD`] of itself. Without the spread, the callers shed in the same moment are
+/// told the same wait and come back in the same moment, a burst again.
 fn retry_after_of(st: &State) -> Duration {
-    Duration::from_secs_f64((st.recent_rtt.max(st.long_rtt) * 2.0).clamp(0.1, 1.0))
+    let base = (st.recent_rtt.max(st.long_rtt) * 2.0).clamp(0.1, 1.0);
+    Duration::from_secs_f64(base * (1.0 + RETRY_SPREAD * rand::random::<f64>()))
 }
+
+/// The random share [`retry_after_of`] adds to a shed caller's wait, at most.
+const RETRY_SPREAD: f64 = 0.5;
 
 struct QueueSlot<'a> {
     admission: &'a Admission,
@@ -578,6 +586,35 @@ mod tests {
             .unwrap()
             .expect("a released slot goes to the queue");
         assert_eq!(a.snapshot().shed_total, 1);
+    }
+
+    /// Callers shed together are told different waits, none shorter than the latency
+    /// estimate nor longer than half again of it: they come back spread out, not together.
+    #[tokio::test(start_paused = true)]
+    async fn callers_shed_together_are_told_spread_out_waits() {
+        let a = admission(2, 0);
+        let _held = (a.acquire().await.unwrap(), a.acquire().await.unwrap());
+        let waits: Vec<u128> = (0..40)
+            .map(|_| {
+                a.shed_at_door()
+                    .expect("slot taken, no queue")
+                    .retry_after
+                    .as_millis()
+            })
+            .collect();
+        let base = 100; // no latency measured yet: the 100 ms floor
+        assert!(
+            waits.iter().all(|w| (base..=base * 3 / 2).contains(w)),
+            "{waits:?}"
+        );
+        let mut distinct = waits.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert!(
+            distinct.len() >= 10,
+            "40 callers shed at once were told only {} different waits: {waits:?}",
+            distinct.len()
+        );
     }
 
     #[tokio::test(start_paused = true)]
