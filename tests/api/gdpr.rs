@@ -4,10 +4,11 @@
 
 use aila_api::db::gateway::InjectedFault;
 use bson::doc;
-use bson::oid::ObjectId;
 use serde_json::json;
 
-use crate::support::{assert_unavailable, count, gateway, insert_all, invite, register_verified};
+use crate::support::{
+    assert_unavailable, count, gateway, insert_cross_tree_link, invite, register_verified,
+};
 use crate::{create_link, create_person, id, start};
 
 #[tokio::test]
@@ -139,12 +140,7 @@ async fn deleting_the_account_removes_other_trees_old_links_to_its_persons() {
     let bob_id = bob_user["id"].as_str().expect("bob's id").to_string();
     let mine = id(&create_person(&app, &me, "Mine").await);
     let theirs = id(&create_person(&app, &bob, "Theirs").await);
-    let link = ObjectId::new();
-    let old_link = doc! {
-        "_id": link, "user_id": &bob_id, "person_id_1": &theirs, "person_id_2": &mine,
-        "link_type": "spouse", "created_at": bson::DateTime::now(),
-    };
-    insert_all(&app, "family_links", vec![old_link]).await;
+    let link = insert_cross_tree_link(&app, &bob_id, &theirs, &mine).await;
     // Read twice: the second answer is Bob's kept tree.
     for _ in 0..2 {
         let tree = app.get("/api/tree", Some(&bob)).await.body;

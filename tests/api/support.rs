@@ -60,6 +60,24 @@ pub async fn insert_all(app: &TestApp, collection: &'static str, docs: Vec<Docum
         .expect("insert through the gateway");
 }
 
+/// Stores a spouse link of `owner`'s tree (hex user id) between `own` and `other`, a
+/// person of another tree, as the old service could (the API links one tree's persons
+/// only). Returns the link's id.
+pub async fn insert_cross_tree_link(
+    app: &TestApp,
+    owner: &str,
+    own: &str,
+    other: &str,
+) -> bson::oid::ObjectId {
+    let link = bson::oid::ObjectId::new();
+    let old_link = doc! {
+        "_id": link, "user_id": owner, "person_id_1": own, "person_id_2": other,
+        "link_type": "spouse", "created_at": bson::DateTime::now(),
+    };
+    insert_raw(app, "family_links", old_link).await;
+    link
+}
+
 /// `$set`s `update` on the documents of `collection` matching `filter`.
 pub async fn set(app: &TestApp, collection: &'static str, filter: Document, update: Document) {
     gateway(app)

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bson::oid::ObjectId;
 use serde_json::json;
 
-use crate::support::insert_all;
+use crate::support::{insert_all, insert_cross_tree_link};
 use crate::{create_link, create_person, id, start};
 
 #[tokio::test]
@@ -228,12 +228,7 @@ async fn deleting_a_person_named_by_another_trees_old_link_shows_in_that_tree_at
     let a = id(&create_person(&app, &ada, "A").await);
     let b = id(&create_person(&app, &bob, "B").await);
     // Bob's link to Ada's person, as the old service could store it.
-    let link = ObjectId::new();
-    let old_link = doc! {
-        "_id": link, "user_id": &bob_id, "person_id_1": &b, "person_id_2": &a,
-        "link_type": "spouse", "created_at": bson::DateTime::now(),
-    };
-    insert_all(&app, "family_links", vec![old_link]).await;
+    let link = insert_cross_tree_link(&app, &bob_id, &b, &a).await;
     // Bob's tree was never read: the first answer reads the link and is kept.
     assert_eq!(tree(&app, &bob).await["links"][0]["id"], link.to_hex());
     let hits = cache_lookups(&app, "hit").await;
