@@ -872,10 +872,11 @@ fn b64(s: &str) -> String {
 
 /// The autoscaler scales back to 2 replicas once the CPU load has stopped and the
 /// scale-down stabilization window has passed. The manifests' window is 300 s (the live
-/// object is checked against deploy/kubernetes/hpa.yaml): waiting it out would add five idle minutes to every run, so
-/// the case sets the window to [`SHORT_WINDOW`] for the wait, then puts the manifests'
-/// value back for the cases after it. What is tested is the scale-in itself: metrics-server
-/// reporting the idle pods and the autoscaler acting on it through the window.
+/// object is checked against deploy/kubernetes/hpa.yaml): waiting it out would add five
+/// idle minutes to every run, so the case sets the window to [`SHORT_WINDOW`] for the
+/// wait, then puts the manifests' value back for the cases after it. What is tested is the
+/// scale-in itself: metrics-server reporting the idle pods and the autoscaler acting on it
+/// through the window.
 async fn scale_in(c: &Cluster, state: &mut State) -> Result<(), String> {
     let ended = state
         .cpu_load_ended
@@ -902,15 +903,21 @@ async fn scale_in(c: &Cluster, state: &mut State) -> Result<(), String> {
         Ok((current == 2 && pods == 2).then_some(()))
     })
     .await;
-    let status = c
-        .hpa()
-        .await
-        .map(|h| h["status"].to_string())
-        .unwrap_or_default();
+    let waited = match waited {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let status = c
+                .hpa()
+                .await
+                .map(|h| h["status"].to_string())
+                .unwrap_or_default();
+            Err(format!("{e}; the autoscaler's status: {status}"))
+        }
+    };
     // The manifests' window back, whatever happened: the later cases replace pods, and a
     // short window would let the autoscaler act on their missing CPU figures.
     set_scale_down_window(c, window).await?;
-    waited.map_err(|e| format!("{e}; the autoscaler's status: {status}"))?;
+    waited?;
     println!(
         "back to 2 replicas {:.0} s after the CPU load ended (scale-down window {SHORT_WINDOW} s, then {window} s again)",
         ended.elapsed().as_secs_f64()
