@@ -330,7 +330,7 @@ pub async fn delete_with_links(gw: &Gateway, id: ObjectId, owner: &str) -> Resul
 }
 
 /// The ids (hex) of every person of `owner`'s tree.
-pub async fn ids_of_owner(gw: &Gateway, owner: &str) -> Result<Vec<String>, DbError> {
+async fn ids_of_owner(gw: &Gateway, owner: &str) -> Result<Vec<String>, DbError> {
     let filter = doc! { "user_id": owner };
     gw.run("distinct", PERSONS, |c: Collection<PersonDoc>| async move {
         c.distinct("_id", filter).await.map(|ids| {

@@ -131,8 +131,8 @@ struct WorkerTally {
     errors: u64,
 }
 
-/// Sends one request of `spec` on `s` and reads its whole answer; its status.
-/// Sends `spec` on `s`: the answer's status, and its retry hint if any.
+/// Sends one request of `spec` on `s` and reads its whole answer: its status, and its
+/// retry hint if any.
 async fn send_one(
     s: &mut SendRequest<Full<Bytes>>,
     spec: &RequestSpec,
