@@ -9,6 +9,11 @@
 //! --smtp-auth-allow-insecure`): a service configured with credentials sends them as it
 //! would to a real server. The HTTP client is blocking (HTTP/1.0, one short-lived
 //! connection per call, as the Toxiproxy client); async callers wrap it in `spawn_blocking`.
+//!
+//! Mailpit keeps its mails in a SQLite file. Left to itself it makes one in the system's
+//! temporary folder and deletes it only at a clean exit, which a killed server never has;
+//! so each server here gets a folder of its own, emptied when it stops and removed when
+//! it is dropped.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -92,9 +97,11 @@ impl Mail {
     }
 }
 
-/// A `mailpit` child process on free loopback ports; killed when dropped.
+/// A `mailpit` child process on free loopback ports; killed when dropped, its database
+/// removed with it.
 pub struct Mailpit {
     binary: PathBuf,
+    data: tempfile::TempDir,
     log: Option<PathBuf>,
     child: Option<Child>,
     smtp_port: u16,
@@ -112,8 +119,13 @@ impl Mailpit {
     /// Starts `binary` on two free ports (output appended to `log`, or discarded) and waits
     /// until its HTTP API and its SMTP port answer.
     pub fn start(binary: &Path, log: Option<&Path>) -> Result<Mailpit, String> {
+        let data = tempfile::Builder::new()
+            .prefix("aila-mailpit-")
+            .tempdir()
+            .map_err(|e| format!("cannot make a folder for mailpit's database: {e}"))?;
         let mut m = Mailpit {
             binary: binary.to_path_buf(),
+            data,
             log: log.map(Path::to_path_buf),
             child: None,
             smtp_port: free_port()?,
@@ -124,10 +136,12 @@ impl Mailpit {
     }
 
     /// The command line: SMTP and HTTP on loopback, any credentials accepted, messages kept
-    /// in a temporary database Mailpit deletes at exit.
-    pub fn command(binary: &Path, smtp_port: u16, http_port: u16) -> Command {
+    /// in the SQLite file `database`.
+    pub fn command(binary: &Path, database: &Path, smtp_port: u16, http_port: u16) -> Command {
         let mut c = Command::new(binary);
-        c.arg("--smtp")
+        c.arg("--database")
+            .arg(database)
+            .arg("--smtp")
             .arg(format!("127.0.0.1:{smtp_port}"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{http_port}"))
@@ -140,7 +154,12 @@ impl Mailpit {
     }
 
     fn spawn(&mut self) -> Result<(), String> {
-        let mut cmd = Mailpit::command(&self.binary, self.smtp_port, self.http_port);
+        let mut cmd = Mailpit::command(
+            &self.binary,
+            &self.database(),
+            self.smtp_port,
+            self.http_port,
+        );
         let (out, err) = crate::workspace::output_to(self.log.as_deref())?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         let child = cmd.spawn().map_err(|e| {
@@ -174,12 +193,22 @@ impl Mailpit {
     }
 
     /// Kills the server: its SMTP port refuses connections until [`Mailpit::restart`].
-    /// The mails it held are gone with it.
+    /// The mails it held are gone with it (its database files are deleted).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = self.database().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+    }
+
+    /// The SQLite file Mailpit keeps its mails in, inside this server's own folder.
+    fn database(&self) -> PathBuf {
+        self.data.path().join("mailpit.db")
     }
 
     /// Starts the server again on the same ports.
@@ -346,5 +375,53 @@ mod tests {
         assert!(TcpStream::connect_timeout(&mp.smtp_addr(), Duration::from_millis(500)).is_err());
         mp.restart().unwrap();
         assert!(TcpStream::connect(mp.smtp_addr()).is_ok());
+    }
+
+    /// The files Mailpit `pid` holds open whose name ends in `.db` (its SQLite database).
+    #[cfg(target_os = "linux")]
+    fn open_databases(pid: u32) -> Vec<PathBuf> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|fds| {
+                fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                    .filter(|p| p.extension().is_some_and(|e| e == "db"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A server the tests kill (every test does: `stop`, `restart`, drop) leaves no
+    /// database behind. Mailpit's own temporary database is deleted only at a clean exit,
+    /// and a file was left in the temporary folder for every server a test run started.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_killed_server_leaves_no_database_behind() {
+        let mut mp = Mailpit::start(&binary(), None).unwrap();
+        let pid = mp.pid().unwrap();
+        let first = open_databases(pid);
+        assert_eq!(
+            first.len(),
+            1,
+            "mailpit {pid} should hold one database open: {first:?}"
+        );
+        assert!(first[0].exists());
+
+        mp.stop();
+        assert!(
+            !first[0].exists(),
+            "{} outlived its server",
+            first[0].display()
+        );
+        mp.restart().unwrap();
+        let second = open_databases(mp.pid().unwrap());
+        assert_eq!(second.len(), 1, "{second:?}");
+
+        drop(mp);
+        assert!(
+            !second[0].exists(),
+            "{} outlived its server",
+            second[0].display()
+        );
+        let folder = second[0].parent().unwrap();
+        assert!(!folder.exists(), "{} outlived its server", folder.display());
     }
 }
