@@ -377,14 +377,8 @@ impl Gateway {
         F: FnOnce(Collection<D>) -> Fut,
         Fut: Future<Output = mongodb::error::Result<T>>,
     {
-        self.guarded(
-            Lane::Operation,
-            operation,
-            collection,
-            self.inner.operation_timeout,
-            |db: Database| op(db.collection::<D>(collection)),
-        )
-        .await
+        self.run_with_deadline(operation, collection, self.inner.operation_timeout, op)
+            .await
     }
 
     /// Like [`Gateway::run`] with its own deadline (index creation may take longer than a
