@@ -26,7 +26,7 @@ fn zeros() -> reqwest::Body {
     reqwest::Body::wrap_stream(futures::stream::iter(chunks))
 }
 
-struct Service(Child);
+struct Service(Child, tempfile::TempDir);
 
 impl Drop for Service {
     fn drop(&mut self) {
@@ -37,9 +37,10 @@ impl Drop for Service {
 
 async fn start(db: &Database) -> (Service, String) {
     let port = free_port();
-    let dir = tempfile::tempdir().unwrap().keep();
+    // An empty folder (no config/ and no .env of the checkout), removed with the service.
+    let cwd = tempfile::tempdir().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_aila-api"))
-        .current_dir(dir)
+        .current_dir(cwd.path())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("OTEL_SDK_DISABLED", "true")
@@ -60,7 +61,7 @@ async fn start(db: &Database) -> (Service, String) {
         async move { http.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
     })
     .await;
-    (Service(child), base)
+    (Service(child, cwd), base)
 }
 
 /// Streams 64 MiB to the login route; the answer's status and `detail`, or `None` when

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Database, free_port, wait_until};
 
-fn binary() -> Command {
+/// The service binary, run in `cwd` (an empty folder the test holds: no config/ and no .env
+/// from the developer's checkout), with a clean environment.
+fn binary(cwd: &tempfile::TempDir) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_aila-api"));
-    // Run in an empty folder: no config/ and no .env from the developer's checkout.
-    let dir = tempfile::tempdir().unwrap().keep();
-    cmd.current_dir(dir)
+    cmd.current_dir(cwd.path())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("OTEL_SDK_DISABLED", "true")
@@ -22,7 +22,8 @@ fn binary() -> Command {
 
 #[test]
 fn a_bad_port_stops_start_up_with_one_line_naming_key_and_value() {
-    let out = binary().env("PORT", "eighty").output().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let out = binary(&cwd).env("PORT", "eighty").output().unwrap();
     assert!(!out.status.success());
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
@@ -55,7 +56,8 @@ async fn the_port_answers_before_any_database_and_sigterm_exits_cleanly() {
     let db = Database::unstarted();
     let port = free_port();
     let started = Instant::now();
-    let mut child = binary()
+    let cwd = tempfile::tempdir().unwrap();
+    let mut child = binary(&cwd)
         .env("PORT", port.to_string())
         .env("HOST", "127.0.0.1")
         .env("MONGO_URL", db.url())
@@ -106,7 +108,8 @@ async fn the_port_answers_before_any_database_and_sigterm_exits_cleanly() {
 async fn json_logs_carry_trace_and_span_ids() {
     let db = Database::unstarted();
     let port = free_port();
-    let child = binary()
+    let cwd = tempfile::tempdir().unwrap();
+    let child = binary(&cwd)
         .env("PORT", port.to_string())
         .env("HOST", "127.0.0.1")
         .env("MONGO_URL", db.url())
@@ -211,7 +214,8 @@ async fn the_binary_warns_once_without_mail_and_never_prints_the_smtp_password_o
 
     // Without SMTP_URL: one warning, the service up.
     let port = free_port();
-    let child = binary()
+    let cwd = tempfile::tempdir().unwrap();
+    let child = binary(&cwd)
         .env("PORT", port.to_string())
         .env("HOST", "127.0.0.1")
         .env("MONGO_URL", db.url())
@@ -232,7 +236,8 @@ async fn the_binary_warns_once_without_mail_and_never_prints_the_smtp_password_o
         .expect("mailpit starts");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let child = binary()
+    let cwd = tempfile::tempdir().unwrap();
+    let child = binary(&cwd)
         .env("PORT", port.to_string())
         .env("HOST", "127.0.0.1")
         .env("MONGO_URL", db.url())
