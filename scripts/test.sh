@@ -108,7 +108,21 @@ if [[ "${AILA_TRIM_GO_CACHES:-0}" == 1 ]]; then
 	echo "test: freeing the Go caches ($(du -sh "$("$go_bin" env GOCACHE)" "$("$go_bin" env GOMODCACHE)" 2>/dev/null | cut -f1 | paste -sd+))"
 	"$go_bin" clean -cache -modcache
 fi
-cargo test --workspace --all-targets "$@"
+# The tests' temporary files (theirs and those of the servers they start) go to a folder of
+# their own, which must be empty at the end: anything left there is a test, or a server it
+# started, that does not clean up after itself (a killed Mailpit once left its database in
+# /tmp at every start).
+test_tmp="$repo/target/test-tmp"
+rm -rf "$test_tmp"
+mkdir -p "$test_tmp"
+TMPDIR="$test_tmp" cargo test --workspace --all-targets "$@"
+left="$(find "$test_tmp" -mindepth 1 -maxdepth 2 | head -n 20)"
+if [[ -n "$left" ]]; then
+	echo "test: the tests passed but left these in $test_tmp (a test or a server it started" \
+		"does not remove its temporary files; find which, and make it clean up):" >&2
+	echo "$left" >&2
+	exit 1
+fi
 # Not with a test filter (scripts/test.sh -- NAME): that asks for some Rust tests only.
 if [[ "$compose_chaos" == 1 && $# -eq 0 ]]; then
 	echo "test: the compose chaos run (scripts/compose-chaos.sh)"
