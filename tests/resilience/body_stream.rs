@@ -26,12 +26,16 @@ fn zeros() -> reqwest::Body {
     reqwest::Body::wrap_stream(futures::stream::iter(chunks))
 }
 
-struct Service(Child, tempfile::TempDir);
+/// The service process, killed when dropped, and its working folder, removed after it.
+struct Service {
+    child: Child,
+    _cwd: tempfile::TempDir,
+}
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -61,7 +65,7 @@ async fn start(db: &Database) -> (Service, String) {
         async move { http.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
     })
     .await;
-    (Service(child, cwd), base)
+    (Service { child, _cwd: cwd }, base)
 }
 
 /// Streams 64 MiB to the login route; the answer's status and `detail`, or `None` when
@@ -94,7 +98,7 @@ async fn a_64_mib_body_streamed_over_h2c_or_chunked_gets_413_and_memory_stays_fl
     // No database needed: the limit applies before any handler.
     let db = Database::unstarted();
     let (service, base) = start(&db).await;
-    let pid = service.0.id();
+    let pid = service.child.id();
     let h2c = reqwest::Client::builder()
         .http2_prior_knowledge()
         .timeout(Duration::from_secs(60))
